@@ -1,0 +1,109 @@
+"""The prediction log and the feedback that labels it."""
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict
+
+from sqlalchemy import Connection, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from modelloop.store.database import Database
+from modelloop.store.schema import feedback, predictions
+
+
+class LogRow(TypedDict):
+    id: str
+    ts: float
+    model: str
+    version: int
+    features: dict[str, Any]
+    output: dict[str, Any]
+    latency_ms: float
+
+
+def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Any]) -> int:
+    """Insert rows, skipping those whose unique key is already there; return rows inserted."""
+    if not rows:
+        return 0
+    stmt: Insert
+    if conn.dialect.name == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
+    else:
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
+    return int(conn.execute(stmt, list(rows)).rowcount or 0)
+
+
+class PredictionLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def write(self, rows: Sequence[LogRow]) -> int:
+        """Commit a batch; rows whose id is already logged are skipped (replays are safe)."""
+        with self.db.engine.begin() as conn:
+            return insert_ignoring_duplicates(conn, predictions, rows)
+
+    def count(self, model: str | None = None) -> int:
+        q = select(func.count()).select_from(predictions)
+        if model is not None:
+            q = q.where(predictions.c.model == model)
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def read_since(self, model: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        q = (
+            select(predictions)
+            .where(predictions.c.model == model, predictions.c.seq > after_seq)
+            .order_by(predictions.c.seq)
+            .limit(limit)
+        )
+        with self.db.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def add_feedback(self, items: Iterable[tuple[str, Any]]) -> tuple[int, list[str]]:
+        """Store labels for logged predictions; return (matched, ids not in the log)."""
+        pairs = list(items)
+        ids = list(dict.fromkeys(pid for pid, _ in pairs))
+        known: set[str] = set()
+        now = time.time()
+        with self.db.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                known.update(
+                    conn.execute(
+                        select(predictions.c.id).where(predictions.c.id.in_(chunk))
+                    ).scalars()
+                )
+            rows = [
+                {"prediction_id": pid, "label": label, "ts": now}
+                for pid, label in pairs
+                if pid in known
+            ]
+            if rows:
+                conn.execute(feedback.insert(), rows)
+        unknown = [pid for pid in ids if pid not in known]
+        return len(rows), unknown
+
+    def labelled(
+        self, model: str, since_ts: float = 0.0, limit: int = 100_000
+    ) -> list[dict[str, Any]]:
+        """Logged predictions of `model` that have feedback, newest label per prediction."""
+        latest = (
+            select(feedback.c.prediction_id, func.max(feedback.c.seq).label("seq"))
+            .group_by(feedback.c.prediction_id)
+            .subquery()
+        )
+        q = (
+            select(
+                predictions.c.id, predictions.c.ts, predictions.c.version,
+                predictions.c.features, predictions.c.output, feedback.c.label,
+                feedback.c.ts.label("label_ts"),
+            )
+            .join(latest, latest.c.prediction_id == predictions.c.id)
+            .join(feedback, feedback.c.seq == latest.c.seq)
+            .where(predictions.c.model == model, predictions.c.ts >= since_ts)
+            .order_by(predictions.c.ts.desc())
+            .limit(limit)
+        )
+        with self.db.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
