@@ -102,4 +102,5 @@ class ReferenceProfile(_Model):
         "or predicted value (regression)"
     )
     predicted: CategoricalProfile | None = None
-    labels: CategoricalProfile | None = None
+    labels: CategoricalProfile | None = Field(default=None, description="true classes")
+    label_values: NumericProfile | None = Field(default=None, description="regression targets")

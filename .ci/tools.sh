@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system tools that tests use (as root, when missing) and starts PostgreSQL.
+set -euo pipefail
+need=()
+for tool in promtool:prometheus; do
+  cmd=${tool%%:*}; pkg=${tool##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing ${need[*]}" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "missing tools (run as root to install): ${need[*]}" >&2
+  fi
+fi
+# PostgreSQL on 127.0.0.1:5432 for the PostgreSQL backend's tests.
+if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+  if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+    echo "starting PostgreSQL" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+  fi
+fi

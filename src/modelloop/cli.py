@@ -1,0 +1,76 @@
+"""The `modelloop` command. Each subcommand imports its component only when it runs."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("train", help="train a model and publish it to the registry")
+    p.add_argument("--model", default="default", help="model name (default: default)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", help="CSV file to train on (needs --target)")
+    src.add_argument(
+        "--dataset", default="synthetic",
+        help="built-in data: synthetic (default), breast_cancer, wine, iris, diabetes",
+    )
+    p.add_argument("--target", help="the column to predict (with --data)")
+    p.add_argument("--task", choices=["classification", "regression"],
+                   help="default: inferred from the target")
+    p.add_argument("--categorical", default="", help="comma-separated columns to treat as "
+                   "categorical (default: columns of strings)")
+    p.add_argument("--numeric", default="", help="comma-separated columns to treat as numeric")
+    p.add_argument("--estimator", default="hist_gradient_boosting",
+                   help="logreg, random_forest, hist_gradient_boosting (classification); "
+                   "linear, random_forest, hist_gradient_boosting (regression)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", type=int, default=20_000, help="rows of synthetic data")
+    p.add_argument("--promote", choices=["auto", "always", "never"], default="auto",
+                   help="auto: when there is no active version or the new one is better")
+    p.add_argument("--json", action="store_true", help="print the new version's metadata")
+
+
+def _models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("models", help="list, show, promote and roll back model versions")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    ls = msub.add_parser("list", help="every model with its active version")
+    ls.add_argument("--json", action="store_true")
+    show = msub.add_parser("show", help="a model's versions, metrics and history")
+    show.add_argument("model")
+    show.add_argument("--version", type=int, help="one version's full metadata")
+    show.add_argument("--json", action="store_true")
+    pr = msub.add_parser("promote", help="make a version the active one")
+    pr.add_argument("model")
+    pr.add_argument("version", type=int)
+    pr.add_argument("--reason", default="promoted from the command line")
+    rb = msub.add_parser("rollback", help="return to the previously active version")
+    rb.add_argument("model")
+    rb.add_argument("--reason", default="rolled back from the command line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelloop",
+        description="Serve scikit-learn models as ONNX, watch them for drift, retrain them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _models_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        from modelloop.training.cli import train_command
+
+        return train_command(args)
+    if args.command == "models":
+        from modelloop.models_cli import models_command
+
+        return models_command(args)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The HTTP service: predictions, the Open Inference Protocol, feedback, admin and metrics."""
