@@ -11,22 +11,34 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="CSV file to train on (needs --target)")
     src.add_argument(
-        "--dataset", default="synthetic",
+        "--dataset",
+        default="synthetic",
         help="built-in data: synthetic (default), breast_cancer, wine, iris, diabetes",
     )
     p.add_argument("--target", help="the column to predict (with --data)")
-    p.add_argument("--task", choices=["classification", "regression"],
-                   help="default: inferred from the target")
-    p.add_argument("--categorical", default="", help="comma-separated columns to treat as "
-                   "categorical (default: columns of strings)")
+    p.add_argument(
+        "--task", choices=["classification", "regression"], help="default: inferred from the target"
+    )
+    p.add_argument(
+        "--categorical",
+        default="",
+        help="comma-separated columns to treat as categorical (default: columns of strings)",
+    )
     p.add_argument("--numeric", default="", help="comma-separated columns to treat as numeric")
-    p.add_argument("--estimator", default="hist_gradient_boosting",
-                   help="logreg, random_forest, hist_gradient_boosting (classification); "
-                   "linear, random_forest, hist_gradient_boosting (regression)")
+    p.add_argument(
+        "--estimator",
+        default="hist_gradient_boosting",
+        help="logreg, random_forest, hist_gradient_boosting (classification); "
+        "linear, random_forest, hist_gradient_boosting (regression)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", type=int, default=20_000, help="rows of synthetic data")
-    p.add_argument("--promote", choices=["auto", "always", "never"], default="auto",
-                   help="auto: when there is no active version or the new one is better")
+    p.add_argument(
+        "--promote",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="auto: when there is no active version or the new one is better",
+    )
     p.add_argument("--json", action="store_true", help="print the new version's metadata")
 
 
@@ -48,6 +60,12 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     rb.add_argument("--reason", default="rolled back from the command line")
 
 
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run the HTTP service (settings from MODELLOOP_*)")
+    p.add_argument("--host", help="default: MODELLOOP_HOST or 127.0.0.1")
+    p.add_argument("--port", type=int, help="default: MODELLOOP_PORT or 8000")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelloop",
@@ -56,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _models_parser(sub)
+    _serve_parser(sub)
     return parser
 
 
@@ -69,6 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from modelloop.models_cli import models_command
 
         return models_command(args)
+    if args.command == "serve":
+        from modelloop.service.server import serve
+        from modelloop.service.settings import ServiceSettings
+
+        overrides = {k: v for k in ("host", "port") if (v := getattr(args, k)) is not None}
+        serve(ServiceSettings(**overrides))
+        return 0
     raise AssertionError(args.command)
 
 

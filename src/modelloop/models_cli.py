@@ -23,14 +23,21 @@ def _dump(value: Any) -> None:
 
 
 def _list(registry: Registry, as_json: bool) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in registry.models():
         active = registry.active(name)
         versions = registry.versions(name)
         meta = registry.metadata(name, active if active is not None else versions[-1])
-        rows.append({"model": name, "active": active, "versions": versions, "task": meta.task,
-                     "metric": meta.primary_metric,
-                     "value": meta.metrics.get(meta.primary_metric)})
+        rows.append(
+            {
+                "model": name,
+                "active": active,
+                "versions": versions,
+                "task": meta.task,
+                "metric": meta.primary_metric,
+                "value": meta.metrics.get(meta.primary_metric),
+            }
+        )
     if as_json:
         _dump(rows)
         return 0
@@ -40,8 +47,10 @@ def _list(registry: Registry, as_json: bool) -> int:
     print(f"{'model':<24} {'active':>6} {'versions':>8}  {'task':<14} metric")
     for r in rows:
         value = "n/a" if r["value"] is None else f"{r['value']:.4f}"
-        print(f"{r['model']:<24} {r['active'] if r['active'] is not None else '-':>6} "
-              f"{len(r['versions']):>8}  {r['task']:<14} {r['metric']} {value}")
+        print(
+            f"{r['model']:<24} {r['active'] if r['active'] is not None else '-':>6} "
+            f"{len(r['versions']):>8}  {r['task']:<14} {r['metric']} {value}"
+        )
     return 0
 
 
@@ -56,9 +65,14 @@ def _show(registry: Registry, name: str, version: int | None, as_json: bool) -> 
     metas = [registry.metadata(name, v) for v in versions]
     history = registry.history(name)
     if as_json:
-        _dump({"model": name, "active": active,
-               "versions": [m.model_dump(mode="json") for m in metas],
-               "history": [h.model_dump(mode="json") for h in history]})
+        _dump(
+            {
+                "model": name,
+                "active": active,
+                "versions": [m.model_dump(mode="json") for m in metas],
+                "history": [h.model_dump(mode="json") for h in history],
+            }
+        )
         return 0
     print(f"model {name}: active version {active if active is not None else '-'}")
     print(f"{'version':>7}  {'created (UTC)':<19}  {'estimator':<22} {'trigger':<11} metric")
@@ -66,13 +80,17 @@ def _show(registry: Registry, name: str, version: int | None, as_json: bool) -> 
         mark = "*" if m.version == active else " "
         value = m.metrics.get(m.primary_metric)
         shown = "n/a" if value is None else f"{value:.4f}"
-        print(f"{mark}{m.version:>6}  {_when(m.created_at):<19}  {m.estimator:<22} "
-              f"{m.trigger:<11} {m.primary_metric} {shown}")
+        print(
+            f"{mark}{m.version:>6}  {_when(m.created_at):<19}  {m.estimator:<22} "
+            f"{m.trigger:<11} {m.primary_metric} {shown}"
+        )
     if history:
         print("\nhistory")
         for h in history:
-            print(f"  {_when(h.time)}  {h.action:<8} {h.from_version} -> {h.to_version}  "
-                  f"by {h.actor}: {h.reason}")
+            print(
+                f"  {_when(h.time)}  {h.action:<8} {h.from_version} -> {h.to_version}  "
+                f"by {h.actor}: {h.reason}"
+            )
     return 0
 
 

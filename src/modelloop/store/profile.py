@@ -23,7 +23,7 @@ def numeric_bins(values: npt.ArrayLike, edges: Sequence[float]) -> tuple[IntArra
 def categorical_bins(
     values: Sequence[object], categories: Sequence[str]
 ) -> tuple[IntArray, int, int]:
-    """Count `values` per category; return (counts, other, missing). None, NaN and "" are missing."""
+    """Count `values` per category: (counts, other, missing); None, NaN and "" are missing."""
     index = {c: i for i, c in enumerate(categories)}
     counts = np.zeros(len(categories), dtype=np.int64)
     other = missing = 0

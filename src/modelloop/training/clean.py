@@ -98,7 +98,8 @@ def clean(
     for name in sorted((forced_cat | forced_num) - set(frame.columns)):
         raise ConfigError(f"column {name!r} named in an option is not in the data")
     if forced_cat & forced_num:
-        raise ConfigError(f"columns named both categorical and numeric: {sorted(forced_cat & forced_num)}")
+        both = sorted(forced_cat & forced_num)
+        raise ConfigError(f"columns named both categorical and numeric: {both}")
     if len(frame.columns) < 2:
         raise DataError("the data has no feature columns besides the target")
     rows_raw = len(frame)

@@ -230,7 +230,8 @@ def run_training(
                  f"test {len(splits.x_test)}{' stratified' if splits.stratified else ''}")
     with stages.stage("train") as d:
         fitted = fit(data, splits, req.estimator, req.seed)
-        d.append(f"{req.estimator} {fitted.params} (best of {len(fitted.validation)} on validation)")
+        tried = len(fitted.validation)
+        d.append(f"{req.estimator} {fitted.params} (best of {tried} on validation)")
     with stages.stage("evaluate") as d:
         ev = _score(fitted.pipeline, splits.x_test, splits.y_test, data.task)
         metric = evaluate.PRIMARY[data.task]

@@ -1,0 +1,121 @@
+"""`create_app(settings)`: wires the registry, database, models, log writer and routes."""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import modelloop
+from modelloop.service.body import BodyLimit
+from modelloop.service.errors import ServiceError
+from modelloop.service.logwriter import LogWriter
+from modelloop.service.metrics import ServiceMetrics
+from modelloop.service.models import ModelManager
+from modelloop.service.routes_admin import admin_router
+from modelloop.service.routes_oip import oip_router
+from modelloop.service.routes_v1 import json_response, v1_router
+from modelloop.service.settings import ServiceSettings
+from modelloop.service.state import Service
+from modelloop.store.database import Database
+from modelloop.store.events import Events
+from modelloop.store.jobs import JobQueue
+from modelloop.store.predictions import PredictionLog
+from modelloop.store.registry import Registry
+
+log = logging.getLogger("modelloop.service")
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "request is not valid"
+
+
+def create_app(
+    settings: ServiceSettings, metrics_registry: CollectorRegistry | None = None
+) -> FastAPI:
+    metrics = ServiceMetrics(metrics_registry or CollectorRegistry())
+    registry = Registry(settings.registry_dir)
+    db = Database(settings.database)
+    predictions = PredictionLog(db)
+    service = Service(
+        settings=settings,
+        registry=registry,
+        db=db,
+        metrics=metrics,
+        models=ModelManager(registry, settings, metrics),
+        log=LogWriter(
+            predictions,
+            metrics,
+            settings.log_queue_rows,
+            settings.log_batch_rows,
+            settings.log_flush_seconds,
+        ),
+        predictions=predictions,
+        jobs=JobQueue(db),
+        events=Events(db),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import asyncio
+
+        await asyncio.to_thread(db.migrate)
+        await service.models.refresh()
+        service.log.start()
+        watcher = asyncio.create_task(service.models.watch())
+        service.started = True
+        log.info(
+            "serving %s from %s", sorted(service.models.active) or "no models yet", registry.root
+        )
+        try:
+            yield
+        finally:
+            service.draining = True
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await service.log.drain()
+            db.dispose()
+
+    app = FastAPI(
+        title="modelloop",
+        version=modelloop.__version__,
+        lifespan=lifespan,
+        description="Predictions from ONNX models, with feedback, drift and retraining.",
+    )
+    app.state.service = service
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> Response:
+        return json_response({"error": exc.message}, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        return json_response({"error": _validation_message(exc)}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        text = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and text == "Not Found":
+            text = "no such endpoint"
+        return json_response({"error": text}, exc.status_code)
+
+    app.include_router(v1_router(service))
+    app.include_router(oip_router(service))
+    app.include_router(admin_router(service))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        metrics.log_queue_rows.set(service.log.depth)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,109 @@
+"""The service's Prometheus metrics, on a registry passed in (no global state)."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServiceMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "modelloop_requests",
+            "HTTP requests answered",
+            ["model", "version", "endpoint", "code"],
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "modelloop_predictions",
+            "rows predicted",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "modelloop_request_duration_seconds",
+            "time from request to response",
+            ["model", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.inference_seconds = Histogram(
+            "modelloop_inference_duration_seconds",
+            "time of one ONNX Runtime call",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_rows = Histogram(
+            "modelloop_batch_rows",
+            "rows in one ONNX Runtime call",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.active_version = Gauge(
+            "modelloop_model_active_version",
+            "version currently serving",
+            ["model"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "modelloop_model_info",
+            "1 for each loaded version",
+            ["model", "version", "role"],
+            registry=registry,
+        )
+        self.swaps = Counter(
+            "modelloop_model_swaps",
+            "active versions swapped in",
+            ["model"],
+            registry=registry,
+        )
+        self.load_failures = Counter(
+            "modelloop_model_load_failures",
+            "versions that failed to load or smoke-test",
+            ["model"],
+            registry=registry,
+        )
+        self.log_queue_rows = Gauge(
+            "modelloop_log_queue_rows",
+            "prediction log rows waiting to be written",
+            registry=registry,
+        )
+        self.log_rows_written = Counter(
+            "modelloop_log_rows_written",
+            "prediction log rows committed",
+            registry=registry,
+        )
+        self.log_write_errors = Counter(
+            "modelloop_log_write_errors",
+            "failed prediction log commits (retried)",
+            registry=registry,
+        )
+        self.log_wait_seconds = Counter(
+            "modelloop_log_backpressure_seconds",
+            "time requests waited for room in the log queue",
+            registry=registry,
+        )
+        self.feedback_rows = Counter(
+            "modelloop_feedback_rows",
+            "feedback labels",
+            ["result"],
+            registry=registry,
+        )

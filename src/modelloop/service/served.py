@@ -1,0 +1,77 @@
+"""A loaded version ready to predict: graph inputs built from columns, outputs as JSON-ready."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from modelloop.service.inputs import InputSchema
+from modelloop.service.loading import LoadedVersion
+from modelloop.service.metrics import ServiceMetrics
+
+
+@dataclass
+class Outputs:
+    """Predictions for a run of rows: labels and probabilities, or values."""
+
+    labels: list[Any]
+    probabilities: list[list[float]] | None
+
+    def slice(self, start: int, stop: int) -> "Outputs":
+        return Outputs(
+            self.labels[start:stop],
+            None if self.probabilities is None else self.probabilities[start:stop],
+        )
+
+
+class ServedModel:
+    def __init__(self, loaded: LoadedVersion, metrics: ServiceMetrics) -> None:
+        self.loaded = loaded
+        meta = loaded.metadata
+        self.name = meta.name
+        self.version = meta.version
+        self.version_label = str(meta.version)
+        self.metadata = meta
+        self.schema = InputSchema(meta)
+        self.classification = meta.task == "classification"
+        self.class_keys = [str(c) for c in meta.classes]
+        self._session = loaded.session
+        self._inputs = [
+            (name, num) for name, num in zip(self.schema.names, self.schema.numeric, strict=True)
+        ]
+        self._inference = metrics.inference_seconds.labels(meta.name)
+        self._batch = metrics.batch_rows.labels(meta.name)
+        self._predictions = metrics.predictions.labels(meta.name, self.version_label)
+
+    def feeds(self, columns: list[list[Any]]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for (name, numeric), col in zip(self._inputs, columns, strict=True):
+            if numeric:
+                out[name] = np.array(col, dtype=np.float32).reshape(-1, 1)
+            else:
+                out[name] = np.array(col, dtype=object).reshape(-1, 1)
+        return out
+
+    def run_feeds(self, feeds: dict[str, np.ndarray], rows: int) -> list[np.ndarray]:
+        start = time.perf_counter()
+        result = self._session.run(None, feeds)
+        self._inference.observe(time.perf_counter() - start)
+        self._batch.observe(rows)
+        self._predictions.inc(rows)
+        return result  # type: ignore[no-any-return]
+
+    def run(self, columns: list[list[Any]], rows: int) -> Outputs:
+        result = self.run_feeds(self.feeds(columns), rows)
+        if self.classification:
+            return Outputs(result[0].ravel().tolist(), result[1].tolist())
+        return Outputs(result[0].ravel().tolist(), None)
+
+    def format(self, outputs: Outputs, index: int) -> dict[str, Any]:
+        """One prediction as the v1 API returns it (and the log stores it)."""
+        if outputs.probabilities is None:
+            return {"value": outputs.labels[index]}
+        return {
+            "label": outputs.labels[index],
+            "probabilities": dict(zip(self.class_keys, outputs.probabilities[index], strict=True)),
+        }

@@ -1,0 +1,49 @@
+"""Run the service under uvicorn (uvloop + httptools), one process; SIGTERM drains it."""
+
+import logging
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from modelloop.service.app import create_app
+from modelloop.service.settings import ServiceSettings
+from modelloop.service.state import Service
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM or SIGINT, readiness goes false at once; uvicorn then stops accepting,
+    lets in-flight requests finish, and the app's lifespan flushes the prediction log."""
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.service.draining = True
+        super().handle_exit(sig, frame)
+
+
+def build(settings: ServiceSettings) -> tuple[FastAPI, DrainingServer]:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=30,
+    )
+    return app, DrainingServer(config, app.state.service)
+
+
+def serve(settings: ServiceSettings) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    _, server = build(settings)
+    server.run()

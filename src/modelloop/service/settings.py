@@ -1,0 +1,39 @@
+from pydantic import Field, SecretStr
+
+from modelloop.store.settings import StoreSettings
+
+
+class ServiceSettings(StoreSettings):
+    """`MODELLOOP_*` settings of the HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    admin_token: SecretStr | None = Field(default=None, description="no token: admin API off")
+    poll_interval: float = Field(
+        default=2.0, gt=0, description="seconds between checks of the registry's active pointers"
+    )
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
+    max_instances: int = Field(default=1000, gt=0)
+    batching: bool = True
+    max_batch_rows: int = Field(default=256, gt=0, description="rows merged into one ONNX call")
+    max_batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="extra wait to fill a batch; "
+        "0: merge only what is already waiting (no added latency)",
+    )
+    inline_rows: int = Field(
+        default=64,
+        gt=0,
+        description="ONNX calls up to this many rows run "
+        "on the event loop; larger ones go to a worker thread",
+    )
+    log_queue_rows: int = Field(
+        default=100_000,
+        gt=0,
+        description="rows waiting to be written before requests wait for the writer (backpressure)",
+    )
+    log_batch_rows: int = Field(default=2_000, gt=0)
+    log_flush_seconds: float = Field(default=0.2, gt=0)
+    loaded_versions: int = Field(default=4, gt=0, description="non-active versions kept loaded")
+    onnx_threads: int = Field(default=1, gt=0)

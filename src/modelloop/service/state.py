@@ -1,0 +1,43 @@
+"""Everything the routes share, built once by `create_app` and passed to each router."""
+
+import itertools
+import secrets
+from dataclasses import dataclass, field
+
+from modelloop.service.logwriter import LogWriter
+from modelloop.service.metrics import ServiceMetrics
+from modelloop.service.models import ModelManager
+from modelloop.service.settings import ServiceSettings
+from modelloop.store.database import Database
+from modelloop.store.events import Events
+from modelloop.store.jobs import JobQueue
+from modelloop.store.predictions import PredictionLog
+from modelloop.store.registry import Registry
+
+
+class IdMaker:
+    """Prediction ids: a random prefix per process and a counter (unique, cheap)."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(6)
+        self._counter = itertools.count(1)
+
+    def take(self, n: int) -> list[str]:
+        p = self.prefix
+        return [f"{p}-{next(self._counter):x}" for _ in range(n)]
+
+
+@dataclass
+class Service:
+    settings: ServiceSettings
+    registry: Registry
+    db: Database
+    metrics: ServiceMetrics
+    models: ModelManager
+    log: LogWriter
+    predictions: PredictionLog
+    jobs: JobQueue
+    events: Events
+    ids: IdMaker = field(default_factory=IdMaker)
+    draining: bool = False
+    started: bool = False
