@@ -1,5 +1,6 @@
 """Open Inference Protocol v2 tensors: JSON and the binary tensor data extension."""
 
+import json
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,16 @@ def _flatten(data: Any) -> list[Any]:
     return data
 
 
+def _lenient_json(raw: bytes, error: Exception) -> Any:
+    """Stock clients write NaN (a missing value) into JSON tensors; accept it here only."""
+    if b"NaN" not in raw and b"Infinity" not in raw:
+        raise BadRequest(f"inference request is not valid JSON: {error}")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(f"inference request is not valid JSON: {e}") from None
+
+
 def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     binary = b""
     if header_length is not None:
@@ -115,7 +126,7 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     try:
         body = orjson.loads(json_part)
     except orjson.JSONDecodeError as e:
-        raise BadRequest(f"inference request is not valid JSON: {e}") from None
+        body = _lenient_json(json_part, e)
     if type(body) is not dict:
         raise Unprocessable("inference request must be a JSON object")
     inputs_in = body.get("inputs")
