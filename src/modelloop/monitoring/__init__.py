@@ -1,0 +1,1 @@
+"""The monitor: drift statistics, window aggregation, trigger rule, worker and drift report."""

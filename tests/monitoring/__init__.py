@@ -1,0 +1,1 @@
+"""Tests of the drift statistics and of thresholds above sampling noise."""
