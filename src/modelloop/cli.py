@@ -66,6 +66,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--port", type=int, help="default: MODELLOOP_PORT or 8000")
 
 
+def _up_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("up", help="run the whole loop on this machine (trains a default "
+                       "model first if the registry is empty)")
+    p.add_argument("--host", help="default: MODELLOOP_HOST or 127.0.0.1")
+    p.add_argument("--port", type=int, help="default: MODELLOOP_PORT or 8000")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelloop",
@@ -75,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _models_parser(sub)
     _serve_parser(sub)
+    _up_parser(sub)
     return parser
 
 
@@ -95,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {k: v for k in ("host", "port") if (v := getattr(args, k)) is not None}
         serve(ServiceSettings(**overrides))
         return 0
+    if args.command == "up":
+        from modelloop.up import up_command
+
+        return up_command(args.host, args.port)
     raise AssertionError(args.command)
 
 

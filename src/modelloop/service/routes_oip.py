@@ -12,7 +12,7 @@ import modelloop
 from modelloop.service import oip
 from modelloop.service.errors import NotFound, ServiceError, Unavailable, Unprocessable
 from modelloop.service.models import Slot
-from modelloop.service.routes_v1 import json_response
+from modelloop.service.routes_v1 import json_response, metric_model
 from modelloop.service.served import Outputs, ServedModel
 from modelloop.service.state import Service
 from modelloop.store.predictions import LogRow
@@ -200,6 +200,7 @@ def oip_router(service: Service) -> APIRouter:
             now = time.time()
             latency = (time.perf_counter() - start) * 1000.0
             names = served.schema.names
+            formatted = served.format(outputs)
             rows: list[LogRow] = []
             for i in range(req.rows):
                 feats = {
@@ -213,7 +214,7 @@ def oip_router(service: Service) -> APIRouter:
                         "model": served.name,
                         "version": served.version,
                         "features": feats,
-                        "output": served.format(outputs, i),
+                        "output": formatted[i],
                         "latency_ms": latency,
                     }
                 )
@@ -225,8 +226,9 @@ def oip_router(service: Service) -> APIRouter:
             code = e.status
             raise
         finally:
-            metrics.requests.labels(model, version_label, endpoint, str(code)).inc()
-            metrics.request_seconds.labels(model, endpoint).observe(time.perf_counter() - start)
+            label = metric_model(service, model)
+            metrics.requests.labels(label, version_label, endpoint, str(code)).inc()
+            metrics.request_seconds.labels(label, endpoint).observe(time.perf_counter() - start)
 
     @router.post("/models/{model}/infer", summary="Inference (JSON or binary tensors)")
     async def infer_active(model: str, request: Request) -> Response:

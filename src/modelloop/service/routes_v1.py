@@ -23,6 +23,15 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type=JSON)
 
 
+UNKNOWN_MODEL = "_unknown"  # not a valid model name, so it never collides with one
+
+
+def metric_model(service: Service, model: str) -> str:
+    """The `model` label: the name if it is served, else one fixed value, so that callers
+    asking for made-up names cannot grow the metrics without bound."""
+    return model if model in service.models.active else UNKNOWN_MODEL
+
+
 def _instances(body: Any, max_instances: int) -> tuple[list[Any], list[str] | None]:
     if type(body) is not dict:
         raise Unprocessable('body must be an object like {"instances": [{...}]}')
@@ -75,24 +84,21 @@ def v1_router(service: Service) -> APIRouter:
                 ids = service.ids.take(n)
             now = time.time()
             latency = (time.perf_counter() - start) * 1000.0
-            preds = []
-            rows: list[LogRow] = []
-            fmt = served.format
-            for i in range(n):
-                out = fmt(outputs, i)
-                rows.append(
-                    {
-                        "id": ids[i],
-                        "ts": now,
-                        "model": served.name,
-                        "version": served.version,
-                        "features": instances[i],
-                        "output": out,
-                        "latency_ms": latency,
-                    }
-                )
-                out["id"] = ids[i]
-                preds.append(out)
+            formatted = served.format(outputs)
+            name, number = served.name, served.version
+            rows: list[LogRow] = [
+                {
+                    "id": pid,
+                    "ts": now,
+                    "model": name,
+                    "version": number,
+                    "features": instance,
+                    "output": out,
+                    "latency_ms": latency,
+                }
+                for pid, instance, out in zip(ids, instances, formatted, strict=True)
+            ]
+            preds = [{"id": pid, **out} for pid, out in zip(ids, formatted, strict=True)]
             await service.log.put(rows)
             code = 200
             return json_response(
@@ -102,8 +108,9 @@ def v1_router(service: Service) -> APIRouter:
             code = e.status
             raise
         finally:
-            requests.labels(model, version, endpoint, str(code)).inc()
-            seconds.labels(model, endpoint).observe(time.perf_counter() - start)
+            label = metric_model(service, model)
+            requests.labels(label, version, endpoint, str(code)).inc()
+            seconds.labels(label, endpoint).observe(time.perf_counter() - start)
 
     @router.post(
         "/v1/models/{model}/predict",

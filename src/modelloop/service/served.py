@@ -67,11 +67,12 @@ class ServedModel:
             return Outputs(result[0].ravel().tolist(), result[1].tolist())
         return Outputs(result[0].ravel().tolist(), None)
 
-    def format(self, outputs: Outputs, index: int) -> dict[str, Any]:
-        """One prediction as the v1 API returns it (and the log stores it)."""
+    def format(self, outputs: Outputs) -> list[dict[str, Any]]:
+        """Each row's prediction as the log stores it (and the v1 API returns it, with an id)."""
         if outputs.probabilities is None:
-            return {"value": outputs.labels[index]}
-        return {
-            "label": outputs.labels[index],
-            "probabilities": dict(zip(self.class_keys, outputs.probabilities[index], strict=True)),
-        }
+            return [{"value": v} for v in outputs.labels]
+        keys = self.class_keys
+        return [
+            {"label": label, "probabilities": dict(zip(keys, proba, strict=True))}
+            for label, proba in zip(outputs.labels, outputs.probabilities, strict=True)
+        ]
