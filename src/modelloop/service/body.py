@@ -32,17 +32,36 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         seen = 0
+        too_large = False
+        replied = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise PayloadTooLarge(f"request body is larger than {self.limit} bytes")
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded(message: Message) -> None:
+            # Whatever the route made of the interrupted body (FastAPI turns errors while it
+            # parses a body into a 400), the answer to an oversized body is our 413.
+            nonlocal replied
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start" and not replied:
+                replied = True
+                await _too_large(send, self.limit)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except PayloadTooLarge:
+            if replied:
+                raise
+            replied = True
+            await _too_large(send, self.limit)
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -174,8 +174,10 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
                 if not all(type(v) in (int, float) for v in values):
                     raise Unprocessable(f"input {name!r}: {dtype} data must be numbers")
                 try:
-                    arr = np.array(values, dtype=NUMPY_OF[dtype])
-                except (OverflowError, ValueError):
+                    # A number too large for the type is the caller's mistake, not an inf.
+                    with np.errstate(over="raise"):
+                        arr = np.array(values, dtype=NUMPY_OF[dtype])
+                except (OverflowError, ValueError, FloatingPointError):
                     raise Unprocessable(f"input {name!r}: a value does not fit {dtype}") from None
         if name in inputs:
             raise Unprocessable(f"input {name!r} appears twice")

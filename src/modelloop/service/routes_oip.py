@@ -10,7 +10,13 @@ from fastapi.responses import Response
 
 import modelloop
 from modelloop.service import oip
-from modelloop.service.errors import NotFound, ServiceError, Unavailable, Unprocessable
+from modelloop.service.errors import (
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    Unavailable,
+    Unprocessable,
+)
 from modelloop.service.models import Slot
 from modelloop.service.routes_v1 import json_response, metric_model
 from modelloop.service.served import Outputs, ServedModel
@@ -186,7 +192,7 @@ def oip_router(service: Service) -> APIRouter:
         try:
             req = oip.parse_request(await request.body(), request.headers.get(oip.HEADER_LENGTH))
             if req.rows > service.settings.max_instances:
-                raise Unprocessable(
+                raise PayloadTooLarge(
                     f"{req.rows} rows is more than the limit of "
                     f"{service.settings.max_instances} per request"
                 )

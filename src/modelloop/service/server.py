@@ -1,6 +1,7 @@
 """Run the service under uvicorn (uvloop + httptools), one process; SIGTERM drains it."""
 
 import logging
+import signal
 from types import FrameType
 
 import uvicorn
@@ -22,6 +23,14 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.service.draining = True
         super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            # uvicorn (>= 0.29) raises captured signals again once it has shut down, so a
+            # fully drained stop would end by SIGTERM (status 143). SIGTERM is how a
+            # supervisor asks for the graceful stop we have just done: exit 0.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                while sig in captured:
+                    captured.remove(sig)
 
 
 def build(settings: ServiceSettings) -> tuple[FastAPI, DrainingServer]:
