@@ -66,6 +66,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--port", type=int, help="default: MODELLOOP_PORT or 8000")
 
 
+def _monitor_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("monitor", help="run the monitor worker (drift, live metrics, triggers)")
+    p.add_argument("--host", help="for /metrics; default: MODELLOOP_MONITOR_HOST or 127.0.0.1")
+    p.add_argument("--port", type=int, help="default: MODELLOOP_MONITOR_PORT or 8001")
+
+
+def _trainer_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sub.add_parser("trainer", help="run the trainer worker (claims retrain jobs)")
+
+
 def _up_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("up", help="run the whole loop on this machine (trains a default "
                        "model first if the registry is empty)")
@@ -82,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _models_parser(sub)
     _serve_parser(sub)
+    _monitor_parser(sub)
+    _trainer_parser(sub)
     _up_parser(sub)
+    from modelloop.simulate import add_parser as simulate_parser
+
+    simulate_parser(sub)
     return parser
 
 
@@ -103,6 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {k: v for k in ("host", "port") if (v := getattr(args, k)) is not None}
         serve(ServiceSettings(**overrides))
         return 0
+    if args.command == "monitor":
+        from modelloop.monitoring.server import run_monitor
+        from modelloop.monitoring.settings import MonitorSettings
+
+        given = {"monitor_host": args.host, "monitor_port": args.port}
+        run_monitor(MonitorSettings(**{k: v for k, v in given.items() if v is not None}))
+        return 0
+    if args.command == "trainer":
+        from modelloop.training.worker import TrainerSettings, run_trainer
+
+        run_trainer(TrainerSettings())
+        return 0
+    if args.command == "simulate":
+        from modelloop.simulate import simulate_command
+
+        return simulate_command(args)
     if args.command == "up":
         from modelloop.up import up_command
 

@@ -18,7 +18,7 @@ from modelloop.cli_output import fail, progress
 from modelloop.store.registry import Registry
 from modelloop.store.settings import StoreSettings
 
-COMPONENTS = ("serve",)
+COMPONENTS = ("serve", "monitor", "trainer")
 
 
 def _ready(url: str) -> bool:
@@ -56,7 +56,8 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
         code = cli_main(["train"])
         if code != 0:
             return code
-    env = {**os.environ, "MODELLOOP_HOST": host, "MODELLOOP_PORT": str(port)}
+    env = {"MODELLOOP_MONITOR_HOST": host, "MODELLOOP_MONITOR_PORT": str(port + 1),
+           **os.environ, "MODELLOOP_HOST": host, "MODELLOOP_PORT": str(port)}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name in components:
         procs[name] = subprocess.Popen([sys.executable, "-m", "modelloop.cli", name], env=env)

@@ -18,6 +18,7 @@ from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.models import ModelManager
 from modelloop.service.routes_admin import admin_router
 from modelloop.service.routes_oip import oip_router
+from modelloop.service.routes_reports import reports_router
 from modelloop.service.routes_v1 import json_response, v1_router
 from modelloop.service.settings import ServiceSettings
 from modelloop.service.state import Service
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(v1_router(service))
     app.include_router(oip_router(service))
     app.include_router(admin_router(service))
+    app.include_router(reports_router(service))
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

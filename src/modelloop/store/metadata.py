@@ -24,6 +24,9 @@ class Feature(_Model):
 class DataInfo(_Model):
     source: str
     sha256: str
+    builtin: str | None = Field(default=None, description="built-in data set, if one")
+    builtin_rows: int | None = Field(default=None, description="rows drawn (synthetic)")
+    path: str | None = Field(default=None, description="CSV file, if one")
     target: str
     rows_raw: int
     rows_clean: int

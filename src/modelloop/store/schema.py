@@ -110,6 +110,14 @@ events = Table(
     Index("ix_events_model_ts", "model", "ts"),
 )
 
+report_pages = Table(
+    "report_pages",
+    metadata,
+    Column("model", String(63), primary_key=True),
+    Column("updated_at", Float, nullable=False),
+    Column("html", Text, nullable=False),
+)
+
 monitor_state = Table(
     "monitor_state",
     metadata,

@@ -66,6 +66,7 @@ class TrainResult:
     evaluation: evaluate.Evaluation
     champion: dict[str, Any] | None
     timings: dict[str, float] = field(default_factory=dict)
+    pipeline: Pipeline | None = None  # the fitted scikit-learn pipeline that was exported
 
 
 class _Stages:
@@ -253,6 +254,10 @@ def run_training(
             estimator=req.estimator, params=fitted.params, seed=req.seed,
             data=DataInfo(
                 source=raw.source, sha256=raw.sha256, target=raw.target,
+                builtin=None if req.data is not None else req.dataset,
+                builtin_rows=req.rows if req.data is None and req.dataset == "synthetic"
+                else None,
+                path=str(req.data.resolve()) if req.data is not None else None,
                 rows_raw=data.rows_raw, rows_clean=len(data.frame),
                 rows_train=len(splits.x_train), rows_validation=len(splits.x_val),
                 rows_test=len(splits.x_test), dropped=data.dropped,
@@ -271,4 +276,4 @@ def run_training(
             registry.promote(req.model, published.version, req.actor, why)
         d.append(f"{req.model} v{published.version} "
                  f"{'promoted' if promote else 'not promoted'}: {why}")
-    return TrainResult(published, promote, why, ev, champion, stages.timings)
+    return TrainResult(published, promote, why, ev, champion, stages.timings, fitted.pipeline)

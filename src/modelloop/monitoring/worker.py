@@ -1,0 +1,309 @@
+"""The monitor worker: reads the prediction log incrementally, judges windows for drift,
+computes live performance, and asks for a retrain when the rule fires.
+
+Its watermark, the window being filled and the rule's state are saved together after every
+pass, so a restart resumes exactly where it stopped, counting no row twice.
+"""
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from modelloop.monitoring import rules
+from modelloop.monitoring.check import CheckResult, calibrate_reference, check
+from modelloop.monitoring.live import live_metrics
+from modelloop.monitoring.metrics import MonitorMetrics
+from modelloop.monitoring.noise import NoiseCalibration
+from modelloop.monitoring.settings import MonitorSettings
+from modelloop.monitoring.window import Folder, Window
+from modelloop.store.database import Database
+from modelloop.store.errors import StoreError
+from modelloop.store.events import Events
+from modelloop.store.jobs import JobQueue
+from modelloop.store.metadata import ModelMetadata, ReferenceProfile
+from modelloop.store.predictions import PredictionLog
+from modelloop.store.registry import Registry
+from modelloop.store.reports import DriftReports, MonitorStates, scan_log
+
+log = logging.getLogger("modelloop.monitor")
+
+
+@dataclass
+class Context:
+    """What the monitor holds for one model and the version it judges traffic against."""
+
+    model: str
+    version: int
+    meta: ModelMetadata
+    ref: ReferenceProfile
+    folder: Folder
+    calibration: NoiseCalibration
+    watermark: int
+    window: Window
+    recent: collections.deque[Window]
+    rule: rules.RuleState
+    live: dict[str, float] = field(default_factory=dict)
+    live_labels: int = 0
+    last_check: dict[str, Any] | None = None
+
+
+class Monitor:
+    def __init__(self, settings: MonitorSettings, db: Database, registry: Registry,
+                 metrics: MonitorMetrics) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.metrics = metrics
+        self.log = PredictionLog(db)
+        self.reports = DriftReports(db)
+        self.states = MonitorStates(db)
+        self.jobs = JobQueue(db)
+        self.events = Events(db)
+        self.contexts: dict[str, Context] = {}
+        self._calibrations: dict[tuple[str, int], NoiseCalibration] = {}
+        self.rule_config = rules.RuleConfig(
+            persistence=settings.persistence, performance_margin=settings.performance_margin,
+            min_labels=settings.min_labels, cooldown_seconds=settings.cooldown_seconds,
+        )
+        self._report_written: dict[str, float] = {}
+
+    # -- contexts ----------------------------------------------------------------------------
+
+    def _calibration(self, model: str, version: int, ref: ReferenceProfile) -> NoiseCalibration:
+        key = (model, version)
+        if key not in self._calibrations:
+            start = time.perf_counter()
+            self._calibrations[key] = calibrate_reference(ref)
+            log.info("model %s v%d: noise calibrated on its reference in %.2f s", model,
+                     version, time.perf_counter() - start)
+        return self._calibrations[key]
+
+    def _context(self, model: str, version: int) -> Context:
+        meta = self.registry.metadata(model, version)
+        ref = self.registry.reference(model, version)
+        saved = self.states.get(model)
+        data = saved.data if saved else {}
+        watermark = saved.watermark if saved else 0
+        same = data.get("version") == version
+        window = Window.from_dict(data["window"]) if same and data.get("window") else (
+            Window.empty(ref))
+        recent: collections.deque[Window] = collections.deque(
+            [Window.from_dict(w) for w in data.get("recent", [])] if same else [],
+            maxlen=max(self.settings.merge_windows - 1, 0) or 1,
+        )
+        if self.settings.merge_windows <= 1:
+            recent.clear()
+        rule = rules.RuleState.from_dict(data.get("rule", {}))
+        if not same and saved is not None:
+            log.info("model %s: now judging traffic against version %d", model, version)
+            if rule.state in ("ok", "warning", "drift"):
+                rule = rules.RuleState(cooldown_until=rule.cooldown_until)
+        ctx = Context(model, version, meta, ref, Folder(meta, ref),
+                      self._calibration(model, version, ref), watermark, window, recent, rule)
+        self.metrics.active_version.labels(model).set(version)
+        for metric, value in meta.metrics.items():
+            if value is not None:
+                self.metrics.baseline.labels(model, str(version), metric).set(value)
+        return ctx
+
+    def _save(self, ctx: Context) -> None:
+        data = {
+            "version": ctx.version,
+            "window": ctx.window.to_dict(),
+            "recent": [w.to_dict() for w in ctx.recent],
+            "rule": ctx.rule.to_dict(),
+            "live": ctx.live,
+            "live_labels": ctx.live_labels,
+        }
+        self.states.save(ctx.model, ctx.watermark, ctx.rule.state, data)
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def run_once(self) -> None:
+        for model in self.registry.models():
+            try:
+                self.check_model(model)
+            except (StoreError, OSError, ValueError) as e:
+                self.metrics.errors.inc()
+                log.error("model %s: monitor pass failed: %s", model, e)
+
+    def check_model(self, model: str) -> Context | None:
+        version = self.registry.active(model)
+        if version is None:
+            return None
+        ctx = self.contexts.get(model)
+        if ctx is None or ctx.version != version:
+            if ctx is not None:
+                self._save(ctx)
+            ctx = self._context(model, version)
+            self.contexts[model] = ctx
+        self._ingest(ctx)
+        self._live(ctx)
+        self._rule(ctx)
+        self._save(ctx)
+        self._page(ctx)
+        self.metrics.set_state(model, ctx.rule.state)
+        self.metrics.pending_rows.labels(model).set(ctx.window.rows)
+        self.metrics.last_check.labels(model).set(time.time())
+        return ctx
+
+    def _ingest(self, ctx: Context) -> None:
+        s = self.settings
+        before = time.time() - s.settle_seconds
+        while True:
+            rows = scan_log(self.db, ctx.model, ctx.watermark, s.chunk_rows, before)
+            if not rows:
+                break
+            feats: list[dict[str, Any]] = []
+            outs: list[dict[str, Any]] = []
+            times: list[float] = []
+            loads = orjson.loads
+            for _, ts, version, ftext, otext in rows:
+                if version == ctx.version:
+                    feats.append(loads(ftext))
+                    outs.append(loads(otext))
+                    times.append(ts)
+            self._fold(ctx, feats, outs, times)
+            ctx.watermark = rows[-1][0]
+            self.metrics.rows_ingested.labels(ctx.model).inc(len(rows))
+            if len(rows) < s.chunk_rows:
+                break
+        w = ctx.window
+        if w.rows >= s.min_window_rows and time.time() - w.start >= s.window_seconds:
+            self._close(ctx)
+
+    def _fold(self, ctx: Context, feats: list[dict[str, Any]], outs: list[dict[str, Any]],
+              times: list[float]) -> None:
+        size = self.settings.window_rows
+        i = 0
+        while i < len(feats):
+            take = size - ctx.window.rows
+            part = ctx.folder.fold(feats[i : i + take], outs[i : i + take], times[i : i + take])
+            ctx.window = ctx.window.merge(part) if ctx.window.rows else part
+            i += take
+            if ctx.window.rows >= size:
+                self._close(ctx)
+
+    def _close(self, ctx: Context) -> CheckResult:
+        s = self.settings
+        windows = [*ctx.recent, ctx.window] if s.merge_windows > 1 else [ctx.window]
+        result = check(windows, ctx.ref, ctx.calibration, s.drift_multiplier)
+        if result.verdict != "not judged":
+            ctx.rule = rules.on_window(ctx.rule, result.verdict == "drift", self.rule_config)
+        report = result.as_dict()
+        report["live"] = dict(ctx.live)
+        report["live_labels"] = ctx.live_labels
+        report["window"] = ctx.window.to_dict()
+        self.reports.add(ctx.model, ctx.version, ctx.window.start, ctx.window.end,
+                         ctx.window.rows, ctx.rule.state, result.verdict, report)
+        self._export(ctx, result)
+        if result.verdict == "drift":
+            log.info("model %s v%d: drift in a window of %d rows: %s (state %s)", ctx.model,
+                     ctx.version, ctx.window.rows, ", ".join(result.flagged), ctx.rule.state)
+        ctx.last_check = report
+        if s.merge_windows > 1:
+            ctx.recent.append(ctx.window)
+        ctx.window = Window.empty(ctx.ref)
+        return result
+
+    def _export(self, ctx: Context, result: CheckResult) -> None:
+        m, model = self.metrics, ctx.model
+        m.checks.labels(model, result.verdict).inc()
+        m.window_rows.labels(model).set(result.rows)
+        m.drift_detected.labels(model).set(1.0 if result.verdict == "drift" else 0.0)
+        flagged = set(result.flagged)
+        for d in result.features:
+            m.feature_drifted.labels(model, d.feature).set(1.0 if d.feature in flagged else 0.0)
+            for stat in d.statistics:
+                value = d.score(stat)
+                if value is not None:
+                    m.drift_score.labels(model, d.feature, stat).set(value)
+                limit = result.thresholds.get(d.feature, {}).get(stat)
+                if limit is not None:
+                    m.drift_threshold.labels(model, d.feature, stat).set(limit)
+
+    def _live(self, ctx: Context) -> None:
+        rows = [r for r in self.log.labelled(ctx.model, limit=self.settings.live_rows * 4)
+                if r["version"] == ctx.version][: self.settings.live_rows]
+        ctx.live_labels = len(rows)
+        ctx.live = live_metrics(ctx.meta.task, rows) if rows else {}
+        version = str(ctx.version)
+        self.metrics.live_labels.labels(ctx.model, version).set(len(rows))
+        for metric, value in ctx.live.items():
+            self.metrics.live.labels(ctx.model, version, metric).set(value)
+
+    def _performance_reason(self, ctx: Context) -> tuple[str, dict[str, Any]] | None:
+        metric = ctx.meta.primary_metric
+        live, baseline = ctx.live.get(metric), ctx.meta.metrics.get(metric)
+        if live is None or baseline is None or ctx.live_labels < self.settings.min_labels:
+            return None
+        drop = rules.performance_drop(metric, live, baseline, self.settings.performance_margin)
+        if drop is None:
+            return None
+        return (f"live {metric} {live:.3f} is {drop:.3f} worse than the test split's "
+                f"{baseline:.3f} over {ctx.live_labels} labelled predictions",
+                {"metric": metric, "live": live, "baseline": baseline,
+                 "labels": ctx.live_labels})
+
+    def _rule(self, ctx: Context) -> None:
+        now = time.time()
+        if ctx.rule.state == "retraining" and ctx.rule.job_id is not None:
+            try:
+                status = self.jobs.get(ctx.rule.job_id).status
+            except StoreError:
+                status = None
+            ctx.rule = rules.after_job(ctx.rule, status, now, self.rule_config)
+        else:
+            ctx.rule = rules.after_job(ctx.rule, None, now, self.rule_config)
+        perf = self._performance_reason(ctx)
+        reason = rules.wants_retrain(ctx.rule, perf[0] if perf else None)
+        if reason is None:
+            return
+        if reason == "drift":
+            last = ctx.last_check or {}
+            text = f"drift persisted over {ctx.rule.flagged_windows} windows: " + ", ".join(
+                last.get("flagged", []))
+            numbers: dict[str, Any] = {
+                "flagged": last.get("flagged", []),
+                "scores": {d["feature"]: {"wasserstein": d.get("wasserstein"),
+                                          "linf": d.get("linf"), "psi": d.get("psi")}
+                           for d in last.get("features", []) if d["feature"] in
+                           set(last.get("flagged", []))},
+            }
+        else:
+            assert perf is not None
+            text, numbers = perf
+        job, created = self.jobs.enqueue(ctx.model, reason, text)
+        ctx.rule.state = "retraining"
+        ctx.rule.job_id = job.id
+        ctx.rule.last_trigger = {"reason": reason, "text": text, "time": now, "job": job.id}
+        self.metrics.triggers.labels(ctx.model, reason).inc()
+        self.events.record(ctx.model, "trigger", "monitor",
+                           {"reason": reason, "text": text, "job": job.id, "new_job": created,
+                            "version": ctx.version, **numbers})
+        log.warning("model %s v%d: retrain asked for (%s): %s; job %d", ctx.model,
+                    ctx.version, reason, text, job.id)
+
+    def _page(self, ctx: Context) -> None:
+        now = time.time()
+        if now - self._report_written.get(ctx.model, 0.0) < self.settings.report_seconds:
+            return
+        from modelloop.monitoring.report_page import write_page
+
+        write_page(self.db, self.registry, ctx.model)
+        self._report_written[ctx.model] = now
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except Exception:  # keep the worker alive whatever one pass hit
+                self.metrics.errors.inc()
+                log.exception("monitor pass failed")
+            stop.wait(max(0.0, self.settings.monitor_interval - (time.monotonic() - started)))

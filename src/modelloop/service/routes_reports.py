@@ -1,0 +1,55 @@
+"""The monitor's findings as the service shows them: the latest drift report and the page."""
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+
+from modelloop.service.errors import NotFound
+from modelloop.service.routes_v1 import json_response
+from modelloop.service.state import Service
+from modelloop.store.errors import InvalidModelName
+from modelloop.store.names import check_model_name
+from modelloop.store.reports import DriftReports, MonitorStates, ReportPages
+
+
+def reports_router(service: Service) -> APIRouter:
+    router = APIRouter(tags=["monitoring"])
+    reports, pages, states = (DriftReports(service.db), ReportPages(service.db),
+                              MonitorStates(service.db))
+
+    def known(model: str) -> None:
+        try:
+            check_model_name(model)
+        except InvalidModelName as e:
+            raise NotFound(str(e)) from None
+        if not service.registry.exists(model):
+            raise NotFound(f"model {model!r} not found")
+
+    @router.get("/v1/models/{model}/drift", summary="The latest drift report (JSON)")
+    async def drift(model: str) -> Response:
+        known(model)
+        latest = await asyncio.to_thread(reports.latest, model)
+        state = await asyncio.to_thread(states.get, model)
+        if latest is None:
+            raise NotFound(f"model {model!r} has no drift report yet: the monitor writes one "
+                           "per window of traffic")
+        report = dict(latest["report"])
+        report.pop("window", None)
+        return json_response({
+            "model": model, "version": latest["version"], "time": latest["ts"],
+            "window_start": latest["window_start"], "window_end": latest["window_end"],
+            "rows": latest["rows"], "verdict": latest["verdict"],
+            "state": state.state if state else latest["state"], **report,
+        })
+
+    @router.get("/v1/models/{model}/report", summary="The drift report page (HTML)",
+                response_class=HTMLResponse)
+    async def page(model: str) -> Response:
+        known(model)
+        html = await asyncio.to_thread(pages.get, model)
+        if html is None:
+            raise NotFound(f"model {model!r} has no report page yet: the monitor writes it")
+        return HTMLResponse(html)
+
+    return router

@@ -1,0 +1,132 @@
+"""What the monitor keeps: drift reports per window, its own state per model, the report page."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Text, cast, delete, insert, select, update
+
+from modelloop.store.database import Database
+from modelloop.store.schema import drift_reports, monitor_state, predictions, report_pages
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    model: str
+    watermark: int
+    state: str
+    updated_at: float
+    data: dict[str, Any]
+
+
+class DriftReports:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(
+        self, model: str, version: int, window_start: float, window_end: float, rows: int,
+        state: str, verdict: str, report: dict[str, Any],
+    ) -> int:
+        with self.db.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    insert(drift_reports)
+                    .values(model=model, version=version, ts=time.time(),
+                            window_start=window_start, window_end=window_end, rows=rows,
+                            state=state, verdict=verdict, report=report)
+                    .returning(drift_reports.c.id)
+                ).scalar_one()
+            )
+
+    def latest(self, model: str) -> dict[str, Any] | None:
+        found = self.list(model, limit=1)
+        return found[0] if found else None
+
+    def list(self, model: str, limit: int = 100, since: float = 0.0) -> list[dict[str, Any]]:
+        """Newest first."""
+        q = (
+            select(drift_reports)
+            .where(drift_reports.c.model == model, drift_reports.c.ts >= since)
+            .order_by(drift_reports.c.id.desc())
+            .limit(limit)
+        )
+        with self.db.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+
+class MonitorStates:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, model: str) -> MonitorState | None:
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                select(monitor_state).where(monitor_state.c.model == model)
+            ).mappings().first()
+        if row is None:
+            return None
+        return MonitorState(row["model"], int(row["watermark"]), row["state"],
+                            row["updated_at"], row["data"] or {})
+
+    def all(self) -> list[MonitorState]:
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(select(monitor_state)).mappings().all()
+        return [MonitorState(r["model"], int(r["watermark"]), r["state"], r["updated_at"],
+                             r["data"] or {}) for r in rows]
+
+    def save(self, model: str, watermark: int, state: str, data: dict[str, Any]) -> None:
+        values = {"watermark": watermark, "state": state, "updated_at": time.time(),
+                  "data": data}
+        with self.db.engine.begin() as conn:
+            n = conn.execute(
+                update(monitor_state).where(monitor_state.c.model == model).values(**values)
+            ).rowcount
+            if n == 0:
+                conn.execute(insert(monitor_state).values(model=model, **values))
+
+
+class ReportPages:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(self, model: str, html: str) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(delete(report_pages).where(report_pages.c.model == model))
+            conn.execute(insert(report_pages).values(model=model, html=html,
+                                                     updated_at=time.time()))
+
+    def get(self, model: str) -> str | None:
+        with self.db.engine.connect() as conn:
+            return conn.execute(
+                select(report_pages.c.html).where(report_pages.c.model == model)
+            ).scalar()
+
+
+def scan_log(
+    db: Database, model: str, after_seq: int, limit: int, before_ts: float
+) -> list[tuple[int, float, int, str, str]]:
+    """Log rows of `model` after `after_seq` and older than `before_ts`, in order:
+    (seq, ts, version, features JSON text, output JSON text). JSON stays text so the caller
+    decodes it in bulk."""
+    q = (
+        select(predictions.c.seq, predictions.c.ts, predictions.c.version,
+               cast(predictions.c.features, Text), cast(predictions.c.output, Text))
+        .where(predictions.c.model == model, predictions.c.seq > after_seq,
+               predictions.c.ts < before_ts)
+        .order_by(predictions.c.seq)
+        .limit(limit)
+    )
+    with db.engine.connect() as conn:
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(q)]
+
+
+def latest_log(db: Database, model: str, limit: int) -> list[tuple[float, str]]:
+    """The newest `limit` log rows of `model`: (ts, features JSON text), newest first."""
+    q = (
+        select(predictions.c.ts, cast(predictions.c.features, Text))
+        .where(predictions.c.model == model)
+        .order_by(predictions.c.seq.desc())
+        .limit(limit)
+    )
+    with db.engine.connect() as conn:
+        return [(r[0], r[1]) for r in conn.execute(q)]
