@@ -87,8 +87,9 @@ def _show(registry: Registry, name: str, version: int | None, as_json: bool) -> 
     if history:
         print("\nhistory")
         for h in history:
+            before = "-" if h.from_version is None else h.from_version
             print(
-                f"  {_when(h.time)}  {h.action:<8} {h.from_version} -> {h.to_version}  "
+                f"  {_when(h.time)}  {h.action:<8} {before} -> {h.to_version}  "
                 f"by {h.actor}: {h.reason}"
             )
     return 0

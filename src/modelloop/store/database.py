@@ -1,14 +1,29 @@
 """Engine set-up and schema management for SQLite (WAL) and PostgreSQL on one code path."""
 
+import sqlite3
+import time
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelloop.store.errors import SchemaTooNew, StoreError
 from modelloop.store.schema import SCHEMA_VERSION, metadata, schema_info
+
+# pg_advisory_xact_lock key that serialises schema migrations ("modelloop" in ASCII, truncated).
+_MIGRATION_LOCK = 0x6D6F64656C6C6F6F
 
 
 class DatabaseError(StoreError):
@@ -19,6 +34,14 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
+def _json_loads(value: Any) -> Any:
+    # SQLite gives a JSON column NUMERIC affinity: a scalar number (a label such as 1 or 2.5)
+    # is stored, and comes back, as an INTEGER or REAL rather than as JSON text.
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
 def normalise_url(url: str) -> str:
     """Accept postgres:// and postgresql:// and use psycopg 3 for both."""
     if url.startswith("postgres://"):
@@ -26,6 +49,22 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+def _use_wal(cur: Any, patience: float = 30.0) -> None:
+    """Switch a SQLite database to WAL. Several processes opening a new database at once race
+    for the switch, and the loser gets "database is locked" at once (the busy timeout does not
+    apply to it): wait and look again, the winner has usually done it already."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def create_db_engine(url: str) -> Engine:
@@ -39,16 +78,16 @@ def create_db_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             json_serializer=_json_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=_json_loads,
             connect_args={"timeout": 30, "check_same_thread": False},
         )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            _use_wal(cur)
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
         return engine
@@ -74,24 +113,41 @@ class Database:
         return self.engine.dialect.name
 
     def migrate(self) -> int:
-        """Create missing tables and record the schema version; refuse a newer schema."""
+        """Create missing tables and record the schema version; refuse a newer schema.
+
+        Several processes may start at once on an empty database (`modelloop up`): the whole
+        migration runs in one transaction under a lock, so exactly one of them creates the
+        tables and the others find them.
+        """
         try:
-            metadata.create_all(self.engine, checkfirst=True)
-            with self.engine.begin() as conn:
-                found = conn.execute(select(schema_info.c.version)).scalar()
-                if found is None:
-                    conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
-                elif found > SCHEMA_VERSION:
+            with self.engine.connect() as conn:
+                self._lock_for_migration(conn)
+                found = None
+                if inspect(conn).has_table(schema_info.name):
+                    found = conn.execute(select(schema_info.c.version)).scalar()
+                if found is not None and found > SCHEMA_VERSION:
                     raise SchemaTooNew(
                         f"database schema version {found} is newer than this modelloop "
                         f"understands ({SCHEMA_VERSION}): upgrade modelloop"
                     )
+                metadata.create_all(conn, checkfirst=True)
+                if found is None:
+                    conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
                 elif found < SCHEMA_VERSION:
                     # Future upgrades run here, one step at a time.
                     conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
+                conn.commit()
         except SQLAlchemyError as e:
             raise DatabaseError(f"cannot prepare database {self.safe_url}: {e}") from e
         return SCHEMA_VERSION
+
+    def _lock_for_migration(self, conn: Connection) -> None:
+        """Serialise migrations: an advisory lock on PostgreSQL (DDL is transactional there),
+        the write lock on SQLite (BEGIN IMMEDIATE waits for it up to the busy timeout)."""
+        if self.backend == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        elif self.backend == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @property
     def safe_url(self) -> str:

@@ -31,7 +31,9 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[An
         stmt = postgresql.insert(table).on_conflict_do_nothing()
     else:
         stmt = sqlite.insert(table).on_conflict_do_nothing()
-    return int(conn.execute(stmt, list(rows)).rowcount or 0)
+    # Count the rows RETURNING gives back: an executemany's rowcount is -1 with psycopg.
+    stmt = stmt.returning(*table.primary_key.columns)
+    return len(conn.execute(stmt, list(rows)).all())
 
 
 class PredictionLog:

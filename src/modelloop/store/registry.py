@@ -61,6 +61,10 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _not_writable(root: Path, e: OSError) -> str:
+    return f"registry {root} is not writable: {e.strerror or e}"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -157,8 +161,8 @@ class Registry:
         try:
             d.mkdir(parents=True, exist_ok=True)
             fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except PermissionError as e:
-            raise RegistryNotWritable(f"registry {self.root} is not writable: {e}") from e
+        except OSError as e:  # no permission, read-only, or a path through a regular file
+            raise RegistryNotWritable(_not_writable(self.root, e)) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield d
@@ -178,8 +182,8 @@ class Registry:
         tmp = d / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             tmp.mkdir(parents=True)
-        except PermissionError as e:
-            raise RegistryNotWritable(f"registry {self.root} is not writable: {e}") from e
+        except OSError as e:  # no permission, read-only, or a path through a regular file
+            raise RegistryNotWritable(_not_writable(self.root, e)) from e
         try:
             _write_file(tmp / MODEL_FILE, onnx)
             _write_file(tmp / metadata.reference_file, reference.model_dump_json().encode())
