@@ -61,8 +61,9 @@ def rss_mib(pid: int) -> float:
     total = 0
     pids = [pid]
     # include child processes (MLServer workers)
-    for line in subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                               text=True).stdout.split():
+    for line in subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout.split():
         pids.append(int(line))
     for p in pids:
         try:
@@ -90,7 +91,8 @@ def prepare(work: Path) -> dict[str, Path]:
     (work / "mlserver").mkdir()
     result = run_training(
         TrainRequest(model="default", estimator="hist_gradient_boosting", rows=20_000),
-        Registry(work / "home" / "registry"), progress=lambda line: print(line, flush=True),
+        Registry(work / "home" / "registry"),
+        progress=lambda line: print(line, flush=True),
     )
     joblib.dump(result.pipeline, work / "mlserver" / "model.joblib")
     frame = synthetic.generate(20_000, seed=7, with_target=False)
@@ -109,12 +111,14 @@ def prepare(work: Path) -> dict[str, Path]:
         for f in features:
             if f.kind == "numeric":
                 data: list[Any] = [r[f.name] for r in chunk]
-                inputs.append({"name": f.name, "shape": [len(chunk)], "datatype": "FP64",
-                               "data": data})
+                inputs.append(
+                    {"name": f.name, "shape": [len(chunk)], "datatype": "FP64", "data": data}
+                )
             else:
                 data = [r[f.name] or "" for r in chunk]
-                inputs.append({"name": f.name, "shape": [len(chunk)], "datatype": "BYTES",
-                               "data": data})
+                inputs.append(
+                    {"name": f.name, "shape": [len(chunk)], "datatype": "BYTES", "data": data}
+                )
         return json.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs})
 
     paths = {}
@@ -136,12 +140,14 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "modelloop batching": {"kind": "modelloop", "env": {"MODELLOOP_BATCHING": "true"}},
     "modelloop no batching": {"kind": "modelloop", "env": {"MODELLOOP_BATCHING": "false"}},
     "mlserver 1 proc": {"kind": "mlserver", "args": ["--workers", "0"]},
-    "mlserver 1 proc batching": {"kind": "mlserver",
-                                 "args": ["--workers", "0", "--batch-size", "8",
-                                          "--batch-time", "0.005"]},
-    "mlserver 1 worker batching": {"kind": "mlserver",
-                                   "args": ["--workers", "1", "--batch-size", "8",
-                                            "--batch-time", "0.005"]},
+    "mlserver 1 proc batching": {
+        "kind": "mlserver",
+        "args": ["--workers", "0", "--batch-size", "8", "--batch-time", "0.005"],
+    },
+    "mlserver 1 worker batching": {
+        "kind": "mlserver",
+        "args": ["--workers", "1", "--batch-size", "8", "--batch-time", "0.005"],
+    },
 }
 
 
@@ -151,16 +157,31 @@ def start(config: dict[str, Any], work: Path, port: int) -> tuple[subprocess.Pop
         env = {**os.environ, "MODELLOOP_HOME": str(work / "home"), **config["env"]}
         proc = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, str(MODELLOOP), "serve", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}/v1/models/default/predict"
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
     else:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, sys.executable, str(HERE / "mlserver" / "serve.py"),
-             str(work / "mlserver"), "--port", str(port), *config["args"]],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "taskset",
+                "-c",
+                SERVER_CPU,
+                sys.executable,
+                str(HERE / "mlserver" / "serve.py"),
+                str(work / "mlserver"),
+                "--port",
+                str(port),
+                *config["args"],
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}/v2/models/default/infer"
         wait_ready(f"http://127.0.0.1:{port}/v2/models/default/ready", proc)
@@ -183,9 +204,23 @@ _RESULT = re.compile(r"RESULT (.*)")
 
 def wrk(url: str, bodies: Path, conns: int, seconds: float) -> dict[str, float]:
     run = subprocess.run(
-        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s",
-         "--timeout", "10s", "-s", str(HERE / "bodies.lua"), url],
-        env={**os.environ, "BODIES": str(bodies)}, capture_output=True, text=True,
+        [
+            "taskset",
+            "-c",
+            CLIENT_CPU,
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "bodies.lua"),
+            url,
+        ],
+        env={**os.environ, "BODIES": str(bodies)},
+        capture_output=True,
+        text=True,
     )
     if run.returncode != 0:
         raise RuntimeError(f"wrk failed: {run.stderr or run.stdout}")
@@ -198,8 +233,10 @@ def wrk(url: str, bodies: Path, conns: int, seconds: float) -> dict[str, float]:
     sock = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": fields["requests"] / (fields["duration_us"] / 1e6),
-        "p50_ms": fields["p50_us"] / 1000, "p90_ms": fields["p90_us"] / 1000,
-        "p99_ms": fields["p99_us"] / 1000, "p999_ms": fields["p999_us"] / 1000,
+        "p50_ms": fields["p50_us"] / 1000,
+        "p90_ms": fields["p90_us"] / 1000,
+        "p99_ms": fields["p99_us"] / 1000,
+        "p999_ms": fields["p999_us"] / 1000,
         "non200": fields["non200"] + (float(errors.group(1)) if errors else 0.0),
         "socket_errors": 1.0 if sock else 0.0,
     }
@@ -219,21 +256,23 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/modelloop-serve-bench"))
     ap.add_argument("--no-mlserver", action="store_true")
-    ap.add_argument("--out", type=Path,
-                    default=HERE / "results" / f"serve-{dt.date.today().isoformat()}.json")
+    ap.add_argument(
+        "--out", type=Path, default=HERE / "results" / f"serve-{dt.date.today().isoformat()}.json"
+    )
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
-    configs = {k: v for k, v in CONFIGS.items()
-               if not (args.no_mlserver and v["kind"] == "mlserver")}
+    configs = {
+        k: v for k, v in CONFIGS.items() if not (args.no_mlserver and v["kind"] == "mlserver")
+    }
     if not args.no_mlserver:
         subprocess.run(["bash", str(HERE / "mlserver" / "setup.sh")], check=True)
     bodies = prepare(args.work)
     results: list[dict[str, Any]] = []
     names = list(configs)
     for rnd in range(args.rounds):
-        order = names[rnd % len(names):] + names[: rnd % len(names)]
+        order = names[rnd % len(names) :] + names[: rnd % len(names)]
         for name in order:
             config = configs[name]
             port = free_port()
@@ -243,35 +282,59 @@ def main() -> int:
                 wrk(url, bodies[f"{kind}-1"], 8, args.warmup)
                 for scenario, (suffix, conns) in SCENARIOS.items():
                     r = wrk(url, bodies[f"{kind}-{suffix}"], conns, args.duration)
-                    r.update(round=rnd, config=name, scenario=scenario,
-                             rows_per_s=r["rps"] * int(suffix), rss_mib=rss_mib(proc.pid))
+                    r.update(
+                        round=rnd,
+                        config=name,
+                        scenario=scenario,
+                        rows_per_s=r["rps"] * int(suffix),
+                        rss_mib=rss_mib(proc.pid),
+                    )
                     results.append(r)
-                    print(f"round {rnd + 1} {name:<28} {scenario:<24} {r['rps']:9.0f} req/s "
-                          f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:7.2f} ms "
-                          f"non-200 {int(r['non200'])} RSS {r['rss_mib']:.0f} MiB", flush=True)
+                    print(
+                        f"round {rnd + 1} {name:<28} {scenario:<24} {r['rps']:9.0f} req/s "
+                        f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:7.2f} ms "
+                        f"non-200 {int(r['non200'])} RSS {r['rss_mib']:.0f} MiB",
+                        flush=True,
+                    )
             finally:
                 stop(proc)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"date": dt.datetime.now(dt.UTC).isoformat(),
-                                    "duration_s": args.duration, "rounds": args.rounds,
-                                    "results": results}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "date": dt.datetime.now(dt.UTC).isoformat(),
+                "duration_s": args.duration,
+                "rounds": args.rounds,
+                "results": results,
+            },
+            indent=1,
+        )
+    )
     print(report(results))
     print(f"\nraw results: {args.out}")
     return 0
 
 
 def report(results: list[dict[str, Any]]) -> str:
-    lines = ["| configuration | scenario | req/s | rows/s | p50 ms | p99 ms | non-2xx | RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    keys = sorted({(r["config"], r["scenario"]) for r in results},
-                  key=lambda k: (list(SCENARIOS).index(k[1]), list(CONFIGS).index(k[0])))
+    lines = [
+        "| configuration | scenario | req/s | rows/s | p50 ms | p99 ms | non-2xx | RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    keys = sorted(
+        {(r["config"], r["scenario"]) for r in results},
+        key=lambda k: (list(SCENARIOS).index(k[1]), list(CONFIGS).index(k[0])),
+    )
     for config, scenario in keys:
         rs = [r for r in results if r["config"] == config and r["scenario"] == scenario]
-        med = {k: statistics.median(r[k] for r in rs) for k in
-               ("rps", "rows_per_s", "p50_ms", "p99_ms", "rss_mib")}
-        lines.append(f"| {config} | {scenario} | {med['rps']:,.0f} | {med['rows_per_s']:,.0f} "
-                     f"| {med['p50_ms']:.2f} | {med['p99_ms']:.2f} "
-                     f"| {int(sum(r['non200'] for r in rs))} | {med['rss_mib']:.0f} |")
+        med = {
+            k: statistics.median(r[k] for r in rs)
+            for k in ("rps", "rows_per_s", "p50_ms", "p99_ms", "rss_mib")
+        }
+        lines.append(
+            f"| {config} | {scenario} | {med['rps']:,.0f} | {med['rows_per_s']:,.0f} "
+            f"| {med['p50_ms']:.2f} | {med['p99_ms']:.2f} "
+            f"| {int(sum(r['non200'] for r in rs))} | {med['rss_mib']:.0f} |"
+        )
     rounds = sorted({r["round"] for r in results})
     out = ["\n".join(lines)]
     for scenario in SCENARIOS:
@@ -283,9 +346,11 @@ def report(results: list[dict[str, Any]]) -> str:
             if ours and theirs:
                 ratios.append(ours / theirs)
         if ratios:
-            out.append(f"{scenario}: modelloop's best / MLServer's best per round: "
-                       + ", ".join(f"{x:.1f}x" for x in ratios)
-                       + f" (median {statistics.median(ratios):.1f}x)")
+            out.append(
+                f"{scenario}: modelloop's best / MLServer's best per round: "
+                + ", ".join(f"{x:.1f}x" for x in ratios)
+                + f" (median {statistics.median(ratios):.1f}x)"
+            )
     return "\n\n".join(out)
 
 

@@ -40,9 +40,7 @@ import socket
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VENV = os.environ.get(
-    "MLSERVER_VENV", os.path.join(os.path.dirname(HERE), ".venv-mlserver")
-)
+VENV = os.environ.get("MLSERVER_VENV", os.path.join(os.path.dirname(HERE), ".venv-mlserver"))
 
 
 def free_port(exclude: set[int]) -> int:
@@ -84,14 +82,12 @@ def main() -> None:
         "--predict-fn",
         default="predict_proba",
         choices=["predict", "predict_proba"],
-        help="default output when the request has no 'outputs' (default "
-        "predict_proba)",
+        help="default output when the request has no 'outputs' (default predict_proba)",
     )
     ap.add_argument(
         "--metrics",
         action="store_true",
-        help="keep the Prometheus metrics endpoint + middleware on (on a free "
-        "port); default off",
+        help="keep the Prometheus metrics endpoint + middleware on (on a free port); default off",
     )
     ap.add_argument(
         "--debug",
@@ -99,9 +95,7 @@ def main() -> None:
         help="MLServer debug mode (DEBUG logging and a uvicorn access-log line "
         "per request); default off for benchmarking",
     )
-    ap.add_argument(
-        "--write-only", action="store_true", help="write the JSON files and exit"
-    )
+    ap.add_argument("--write-only", action="store_true", help="write the JSON files and exit")
     args = ap.parse_args()
 
     model_dir = os.path.abspath(args.model_dir)
@@ -152,7 +146,7 @@ def main() -> None:
         f.write("\n")
     print(
         f"mlserver: http=http://{args.host}:{args.port} grpc={grpc_port} "
-        f"metrics={'port %d' % metrics_port if args.metrics else 'off'} "
+        f"metrics={f'port {metrics_port}' if args.metrics else 'off'} "
         f"parallel_workers={args.workers} max_batch_size={args.batch_size} "
         f"max_batch_time={args.batch_time}",
         file=sys.stderr,

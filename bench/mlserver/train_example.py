@@ -36,9 +36,11 @@ def make_data(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     x[rng.random(size=x.shape) < 0.05] = np.nan
     df = pd.DataFrame(x, columns=NUM_COLS)
     df["cat0"] = rng.choice(["a", "b", "c", "d"], size=rows)
-    signal = np.nan_to_num(df["num0"].to_numpy()) + 0.5 * np.nan_to_num(
-        df["num1"].to_numpy()
-    ) + (df["cat0"] == "b").to_numpy() * 1.0
+    signal = (
+        np.nan_to_num(df["num0"].to_numpy())
+        + 0.5 * np.nan_to_num(df["num1"].to_numpy())
+        + (df["cat0"] == "b").to_numpy() * 1.0
+    )
     y = (signal + rng.normal(scale=0.5, size=rows) > 0.3).astype(np.int64)
     return df, y
 
@@ -50,9 +52,7 @@ def build_pipeline() -> Pipeline:
             ("cat", OneHotEncoder(handle_unknown="ignore"), CAT_COLS),
         ]
     )
-    return Pipeline(
-        [("pre", pre), ("clf", HistGradientBoostingClassifier(max_iter=50))]
-    )
+    return Pipeline([("pre", pre), ("clf", HistGradientBoostingClassifier(max_iter=50))])
 
 
 def main() -> None:
@@ -70,8 +70,9 @@ def main() -> None:
     row = df.iloc[[0]]
     print(f"scikit-learn {sklearn.__version__}: wrote {path}")
     print("row 0:", row.to_dict(orient="records")[0])
-    print("predict:", pipe.predict(row).tolist(),
-          "predict_proba:", pipe.predict_proba(row).tolist())
+    print(
+        "predict:", pipe.predict(row).tolist(), "predict_proba:", pipe.predict_proba(row).tolist()
+    )
 
 
 if __name__ == "__main__":

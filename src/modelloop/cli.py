@@ -77,8 +77,11 @@ def _trainer_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _up_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("up", help="run the whole loop on this machine (trains a default "
-                       "model first if the registry is empty)")
+    p = sub.add_parser(
+        "up",
+        help="run the whole loop on this machine (trains a default "
+        "model first if the registry is empty)",
+    )
     p.add_argument("--host", help="default: MODELLOOP_HOST or 127.0.0.1")
     p.add_argument("--port", type=int, help="default: MODELLOOP_PORT or 8000")
 

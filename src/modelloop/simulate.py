@@ -29,7 +29,8 @@ class Stats:
     feedback_errors: int = 0
     versions: collections.Counter[int] = field(default_factory=collections.Counter)
     recent: collections.deque[tuple[float, bool]] = field(
-        default_factory=lambda: collections.deque(maxlen=20_000))
+        default_factory=lambda: collections.deque(maxlen=20_000)
+    )
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def accuracy(self, since: float) -> tuple[float | None, int]:
@@ -72,8 +73,10 @@ def _rows(frame: Any, target: str) -> list[tuple[dict[str, Any], Any]]:
     out = []
     for rec in frame.to_dict("records"):
         label = rec.pop(target)
-        row = {k: (None if (isinstance(v, float) and math.isnan(v)) or v is None else v)
-               for k, v in rec.items()}
+        row = {
+            k: (None if (isinstance(v, float) and math.isnan(v)) or v is None else v)
+            for k, v in rec.items()
+        }
         out.append((row, label))
     return out
 
@@ -86,8 +89,9 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     if args.shift == "covariate":
         after = synthetic.Shift(numeric={args.feature or "tenure_months": args.amount})
     elif args.shift == "category":
-        after = synthetic.Shift(categorical={args.feature or "region": (
-            args.category or "west", args.amount)})
+        after = synthetic.Shift(
+            categorical={args.feature or "region": (args.category or "west", args.amount)}
+        )
     elif args.shift == "concept":
         after = synthetic.Shift(concept=1)
     else:
@@ -160,17 +164,25 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 acc, n = stats.accuracy(time.monotonic() - args.report_every)
                 with stats.lock:
                     versions = dict(stats.versions)
-                progress(f"{elapsed:6.1f} s  sent {stats.sent:>8}  errors {stats.errors}  "
-                         f"feedback {stats.feedback:>8}  versions {versions}  accuracy "
-                         f"(last {args.report_every:.0f} s) "
-                         f"{'-' if acc is None else f'{acc:.3f}'} on {n}")
+                progress(
+                    f"{elapsed:6.1f} s  sent {stats.sent:>8}  errors {stats.errors}  "
+                    f"feedback {stats.feedback:>8}  versions {versions}  accuracy "
+                    f"(last {args.report_every:.0f} s) "
+                    f"{'-' if acc is None else f'{acc:.3f}'} on {n}"
+                )
             time.sleep(0.01)
     stop.set()
     fb.join(args.feedback_delay + 30)
     acc, n = stats.accuracy(0)
-    return {"sent": stats.sent, "errors": stats.errors, "feedback": stats.feedback,
-            "feedback_errors": stats.feedback_errors, "versions": dict(stats.versions),
-            "accuracy": acc, "scored": n}
+    return {
+        "sent": stats.sent,
+        "errors": stats.errors,
+        "feedback": stats.feedback,
+        "feedback_errors": stats.feedback_errors,
+        "versions": dict(stats.versions),
+        "accuracy": acc,
+        "scored": n,
+    }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -183,11 +195,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--workers", type=int, default=4, help="concurrent connections")
     p.add_argument("--shift", choices=["covariate", "category", "concept"])
     p.add_argument("--at", type=float, help="seconds before the shift starts")
-    p.add_argument("--feature", help="covariate: numeric feature (default tenure_months); "
-                   "category: categorical feature (default region)")
+    p.add_argument(
+        "--feature",
+        help="covariate: numeric feature (default tenure_months); "
+        "category: categorical feature (default region)",
+    )
     p.add_argument("--category", help="category whose share grows (default west)")
-    p.add_argument("--amount", type=float, default=0.5,
-                   help="covariate: mean shift in stds; category: share added (0-1)")
+    p.add_argument(
+        "--amount",
+        type=float,
+        default=0.5,
+        help="covariate: mean shift in stds; category: share added (0-1)",
+    )
     p.add_argument("--feedback-delay", type=float, default=2.0, help="seconds")
     p.add_argument("--report-every", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=1)

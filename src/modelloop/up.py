@@ -42,8 +42,10 @@ def _example(host: str, port: int, registry: Registry) -> str:
     for f in meta.features:
         row[f.name] = (f.categories[0] if f.categories else "") if f.kind == "categorical" else 1.0
     body = json.dumps({"instances": [row]})
-    return (f"curl -s http://{host}:{port}/v1/models/{model}/predict "
-            f"-H 'content-type: application/json' -d '{body}'")
+    return (
+        f"curl -s http://{host}:{port}/v1/models/{model}/predict "
+        f"-H 'content-type: application/json' -d '{body}'"
+    )
 
 
 def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
@@ -56,8 +58,13 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
         code = cli_main(["train"])
         if code != 0:
             return code
-    env = {"MODELLOOP_MONITOR_HOST": host, "MODELLOOP_MONITOR_PORT": str(port + 1),
-           **os.environ, "MODELLOOP_HOST": host, "MODELLOOP_PORT": str(port)}
+    env = {
+        "MODELLOOP_MONITOR_HOST": host,
+        "MODELLOOP_MONITOR_PORT": str(port + 1),
+        **os.environ,
+        "MODELLOOP_HOST": host,
+        "MODELLOOP_PORT": str(port),
+    }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name in components:
         procs[name] = subprocess.Popen([sys.executable, "-m", "modelloop.cli", name], env=env)
@@ -98,5 +105,7 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
 def up_command(host: str | None, port: int | None) -> int:
     if port is not None and not 0 < port < 65536:
         return fail("--port must be between 1 and 65535")
-    return up(host or os.environ.get("MODELLOOP_HOST", "127.0.0.1"),
-              port or int(os.environ.get("MODELLOOP_PORT", "8000")))
+    return up(
+        host or os.environ.get("MODELLOOP_HOST", "127.0.0.1"),
+        port or int(os.environ.get("MODELLOOP_PORT", "8000")),
+    )

@@ -39,7 +39,9 @@ class CheckResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "rows": self.rows, "verdict": self.verdict, "flagged": self.flagged,
+            "rows": self.rows,
+            "verdict": self.verdict,
+            "flagged": self.flagged,
             "features": [_drift_dict(d) for d in self.features],
             "merged": [_drift_dict(d) for d in self.merged],
             "thresholds": self.thresholds,
@@ -57,8 +59,9 @@ def _drift_dict(d: FeatureDrift) -> dict[str, Any]:
 
 def _features(window: Window, ref: ReferenceProfile) -> list[FeatureDrift]:
     out = [numeric_drift(f, ref.numeric[f], *window.numeric[f]) for f in ref.numeric]
-    out += [categorical_drift(f, ref.categorical[f], *window.categorical[f])
-            for f in ref.categorical]
+    out += [
+        categorical_drift(f, ref.categorical[f], *window.categorical[f]) for f in ref.categorical
+    ]
     out.append(numeric_drift(SCORE, ref.score, *window.score))
     if ref.predicted is not None and window.predicted is not None:
         out.append(categorical_drift(PREDICTED, ref.predicted, *window.predicted))
@@ -66,28 +69,34 @@ def _features(window: Window, ref: ReferenceProfile) -> list[FeatureDrift]:
 
 
 def check(
-    windows: Sequence[Window], ref: ReferenceProfile, calibration: NoiseCalibration,
-    multiplier: float, floors: dict[Statistic, float] | None = None,
+    windows: Sequence[Window],
+    ref: ReferenceProfile,
+    calibration: NoiseCalibration,
+    multiplier: float,
+    floors: dict[Statistic, float] | None = None,
 ) -> CheckResult:
     """Judge the last window, and the last windows merged; a feature drifts if either flags."""
     latest = windows[-1]
     floors = floors or dict(DEFAULT_FLOORS)
-    thresholds = calibration.thresholds_at(max(latest.rows, 1), floors=floors,
-                                           multiplier=multiplier)
+    thresholds = calibration.thresholds_at(
+        max(latest.rows, 1), floors=floors, multiplier=multiplier
+    )
     judged = [judge(d, thresholds.get(d.feature, {})) for d in _features(latest, ref)]
     merged_judged: list[FeatureDrift] = []
     if len(windows) > 1:
         merged = windows[0]
         for w in windows[1:]:
             merged = merged.merge(w)
-        mt = calibration.thresholds_at(max(merged.rows, 1), floors=floors,
-                                       multiplier=multiplier)
+        mt = calibration.thresholds_at(max(merged.rows, 1), floors=floors, multiplier=multiplier)
         merged_judged = [judge(d, mt.get(d.feature, {})) for d in _features(merged, ref)]
     flagged = sorted({d.feature for d in [*judged, *merged_judged] if d.drifted})
     any_judged = any(d.judged for d in judged)
     verdict = "drift" if flagged else ("ok" if any_judged else "not judged")
     return CheckResult(
-        rows=latest.rows, verdict=verdict, flagged=flagged, features=judged,
+        rows=latest.rows,
+        verdict=verdict,
+        flagged=flagged,
+        features=judged,
         merged=merged_judged,
         thresholds={f: {s: float(v) for s, v in st.items()} for f, st in thresholds.items()},
     )

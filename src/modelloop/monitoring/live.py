@@ -22,8 +22,11 @@ def classification(pairs: Sequence[tuple[Any, Any]]) -> dict[str, float]:
 
 
 def regression(pairs: Sequence[tuple[Any, Any]]) -> dict[str, float]:
-    values = [(float(p), float(t)) for p, t in pairs
-              if isinstance(p, int | float) and isinstance(t, int | float)]
+    values = [
+        (float(p), float(t))
+        for p, t in pairs
+        if isinstance(p, int | float) and isinstance(t, int | float)
+    ]
     if not values:
         return {}
     arr = np.asarray(values)

@@ -44,8 +44,7 @@ def _distributions(ref: ReferenceProfile, window: dict[str, Any]) -> list[str]:
         cur = window.get("numeric", {}).get(name)
         labels = ["<" + f"{prof.edges[0]:.3g}"] if prof.edges else ["all"]
         labels += [f"≥{e:.3g}" for e in prof.edges]
-        out.append(bar_pairs(name, labels, _shares(prof.counts),
-                             _shares(cur[0]) if cur else []))
+        out.append(bar_pairs(name, labels, _shares(prof.counts), _shares(cur[0]) if cur else []))
     for name, cprof in ref.categorical.items():
         cur = window.get("categorical", {}).get(name)
         labels = [*cprof.categories, "(other)"]
@@ -60,8 +59,11 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
     reports = list(reversed(DriftReports(db).list(model, limit=history)))
     state = MonitorStates(db).get(model)
     events = Events(db).list(model, limit=200)
-    marks = [(e["ts"], f"{e['kind']} {e['details'].get('to_version', '')}".strip())
-             for e in events if e["kind"] in ("promote", "rollback", "trigger")]
+    marks = [
+        (e["ts"], f"{e['kind']} {e['details'].get('to_version', '')}".strip())
+        for e in events
+        if e["kind"] in ("promote", "rollback", "trigger")
+    ]
     latest = reports[-1] if reports else None
     meta = registry.metadata(model, active) if active is not None else None
     body = [f"<h1>modelloop · {escape(model)}</h1>"]
@@ -69,16 +71,21 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
     body.append(
         f'<div class="meta">active version {active if active is not None else "-"} · state '
         f'<span class="state {escape(st)}">{escape(st)}</span> · page written '
-        f'{_when(time.time())}</div>'
+        f"{_when(time.time())}</div>"
     )
     if meta is not None:
         metric = meta.primary_metric
         live = (state.data.get("live", {}) if state else {}).get(metric)
         labels = state.data.get("live_labels", 0) if state else 0
-        live_text = f"{live:.4f} over {labels} labelled predictions" if live is not None else (
-            "no feedback yet")
-        body.append(f'<div class="meta">{escape(metric)}: test split '
-                    f'{meta.metrics.get(metric) or 0:.4f} · live {live_text}</div>')
+        live_text = (
+            f"{live:.4f} over {labels} labelled predictions"
+            if live is not None
+            else ("no feedback yet")
+        )
+        body.append(
+            f'<div class="meta">{escape(metric)}: test split '
+            f"{meta.metrics.get(metric) or 0:.4f} · live {live_text}</div>"
+        )
     # drift scores over time
     series: dict[str, list[tuple[float, float]]] = {}
     for r in reports:
@@ -88,30 +95,42 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
             if value is not None:
                 series.setdefault(d["feature"], []).append((r["window_end"], float(value)))
     body.append("<h2>Drift scores over time</h2>")
-    body.append(line_chart("W1/std (numeric) and L-infinity (categorical) per window", series,
-                           marks))
+    body.append(
+        line_chart("W1/std (numeric) and L-infinity (categorical) per window", series, marks)
+    )
     # live performance over time
     if meta is not None:
         metric = meta.primary_metric
-        live_pts = [(r["window_end"], float(r["report"]["live"][metric])) for r in reports
-                    if r["report"].get("live", {}).get(metric) is not None]
+        live_pts = [
+            (r["window_end"], float(r["report"]["live"][metric]))
+            for r in reports
+            if r["report"].get("live", {}).get(metric) is not None
+        ]
         baseline = meta.metrics.get(metric)
         body.append("<h2>Live performance over time</h2>")
-        body.append(line_chart(
-            f"live {metric} (from feedback)", {f"live {metric}": live_pts}, marks,
-            hline=(baseline, "test split") if baseline is not None else None,
-        ))
+        body.append(
+            line_chart(
+                f"live {metric} (from feedback)",
+                {f"live {metric}": live_pts},
+                marks,
+                hline=(baseline, "test split") if baseline is not None else None,
+            )
+        )
     # latest window
     body.append("<h2>Latest window</h2>")
     if latest is None or meta is None or active is None:
         body.append('<p class="meta">no window judged yet</p>')
     else:
         rep = latest["report"]
-        body.append(f'<p class="meta">{latest["rows"]} rows, {_when(latest["window_start"])} to '
-                    f'{_when(latest["window_end"])}, version {latest["version"]}: verdict '
-                    f'<b>{escape(latest["verdict"])}</b></p>')
-        rows = ["<table><tr><th>feature</th><th>statistic</th><th>score</th>"
-                "<th>threshold</th><th>missing</th><th>flag</th></tr>"]
+        body.append(
+            f'<p class="meta">{latest["rows"]} rows, {_when(latest["window_start"])} to '
+            f"{_when(latest['window_end'])}, version {latest['version']}: verdict "
+            f"<b>{escape(latest['verdict'])}</b></p>"
+        )
+        rows = [
+            "<table><tr><th>feature</th><th>statistic</th><th>score</th>"
+            "<th>threshold</th><th>missing</th><th>flag</th></tr>"
+        ]
         for d in rep.get("features", []):
             stat = "wasserstein" if d["kind"] == "numeric" else "linf"
             score = d.get(stat)
@@ -129,19 +148,28 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
         if latest["version"] == active:
             ref = registry.reference(model, active)
             body.append("<h2>Reference (blue) vs latest window (orange)</h2>")
-            body.append('<div class="grid">' + "".join(_distributions(ref, rep.get("window", {})))
-                        + "</div>")
-    body.append("<h2>Events</h2><table><tr><th>time</th><th>event</th><th>by</th>"
-                "<th>details</th></tr>")
+            body.append(
+                '<div class="grid">'
+                + "".join(_distributions(ref, rep.get("window", {})))
+                + "</div>"
+            )
+    body.append(
+        "<h2>Events</h2><table><tr><th>time</th><th>event</th><th>by</th><th>details</th></tr>"
+    )
     for e in events[:30]:
         details = e["details"]
         text = details.get("text") or details.get("decision") or details.get("reason") or ""
-        body.append(f"<tr><td>{_when(e['ts'])}</td><td>{escape(e['kind'])}</td>"
-                    f"<td>{escape(e['actor'])}</td><td>{escape(str(text))[:200]}</td></tr>")
+        body.append(
+            f"<tr><td>{_when(e['ts'])}</td><td>{escape(e['kind'])}</td>"
+            f"<td>{escape(e['actor'])}</td><td>{escape(str(text))[:200]}</td></tr>"
+        )
     body.append("</table>")
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>modelloop · '
-            f"{escape(model)} drift report</title><style>{STYLE}</style></head><body>"
-            + "".join(body) + "</body></html>")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>modelloop · '
+        f"{escape(model)} drift report</title><style>{STYLE}</style></head><body>"
+        + "".join(body)
+        + "</body></html>"
+    )
 
 
 def write_page(db: Database, registry: Registry, model: str) -> None:

@@ -29,15 +29,23 @@ class RuleState:
     last_trigger: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "flagged_windows": self.flagged_windows,
-                "job_id": self.job_id, "cooldown_until": self.cooldown_until,
-                "last_trigger": self.last_trigger}
+        return {
+            "state": self.state,
+            "flagged_windows": self.flagged_windows,
+            "job_id": self.job_id,
+            "cooldown_until": self.cooldown_until,
+            "last_trigger": self.last_trigger,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RuleState":
-        return cls(state=d.get("state", "ok"), flagged_windows=int(d.get("flagged_windows", 0)),
-                   job_id=d.get("job_id"), cooldown_until=float(d.get("cooldown_until", 0.0)),
-                   last_trigger=dict(d.get("last_trigger") or {}))
+        return cls(
+            state=d.get("state", "ok"),
+            flagged_windows=int(d.get("flagged_windows", 0)),
+            job_id=d.get("job_id"),
+            cooldown_until=float(d.get("cooldown_until", 0.0)),
+            last_trigger=dict(d.get("last_trigger") or {}),
+        )
 
 
 def performance_drop(metric: str, live: float, baseline: float, margin: float) -> float | None:
@@ -70,8 +78,9 @@ def wants_retrain(state: RuleState, perf_reason: str | None) -> str | None:
     return None
 
 
-def after_job(state: RuleState, job_status: str | None, now: float, config: RuleConfig
-              ) -> RuleState:
+def after_job(
+    state: RuleState, job_status: str | None, now: float, config: RuleConfig
+) -> RuleState:
     """Move out of retraining once the job ended, and out of cooldown once it is over."""
     if state.state == "retraining" and job_status not in ("queued", "running"):
         state.state = "cooldown"

@@ -17,16 +17,22 @@ log = logging.getLogger("modelloop.monitor")
 
 
 def run_monitor(settings: MonitorSettings) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     registry = CollectorRegistry()
     metrics = MonitorMetrics(registry)
     db = open_database(settings.database)
     monitor = Monitor(settings, db, Registry(settings.registry_dir), metrics)
-    server, thread = start_http_server(settings.monitor_port, settings.monitor_host,
-                                       registry=registry)
-    log.info("monitor: /metrics on http://%s:%d, checking every %.1f s", settings.monitor_host,
-             settings.monitor_port, settings.monitor_interval)
+    server, thread = start_http_server(
+        settings.monitor_port, settings.monitor_host, registry=registry
+    )
+    log.info(
+        "monitor: /metrics on http://%s:%d, checking every %.1f s",
+        settings.monitor_host,
+        settings.monitor_port,
+        settings.monitor_interval,
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -10,22 +10,38 @@ class MonitorSettings(StoreSettings):
     monitor_port: int = Field(default=8001, ge=0, le=65535, description="/metrics port")
     monitor_interval: float = Field(default=5.0, gt=0, description="seconds between passes")
     window_rows: int = Field(default=1000, gt=0, description="rows that close a window")
-    window_seconds: float = Field(default=300.0, gt=0, description="age that closes a window "
-                                  "holding at least min_window_rows")
+    window_seconds: float = Field(
+        default=300.0, gt=0, description="age that closes a window holding at least min_window_rows"
+    )
     min_window_rows: int = Field(default=500, gt=0, description="smaller windows are not judged")
-    merge_windows: int = Field(default=2, ge=1, description="the last windows are also judged "
-                               "merged, for power at small window sizes")
-    drift_multiplier: float = Field(default=2.0, gt=0, description="threshold = max(floor, "
-                                    "multiplier x sampling noise at the window's size)")
-    persistence: int = Field(default=2, ge=1, description="flagged windows in a row that "
-                             "make drift")
+    merge_windows: int = Field(
+        default=2,
+        ge=1,
+        description="the last windows are also judged merged, for power at small window sizes",
+    )
+    drift_multiplier: float = Field(
+        default=2.0,
+        gt=0,
+        description="threshold = max(floor, multiplier x sampling noise at the window's size)",
+    )
+    persistence: int = Field(
+        default=2, ge=1, description="flagged windows in a row that make drift"
+    )
     performance_margin: float = Field(default=0.05, ge=0)
     min_labels: int = Field(default=200, gt=0)
-    live_rows: int = Field(default=1000, gt=0, description="latest labelled predictions "
-                           "that live metrics are computed on")
+    live_rows: int = Field(
+        default=1000,
+        gt=0,
+        description="latest labelled predictions that live metrics are computed on",
+    )
     cooldown_seconds: float = Field(default=600.0, ge=0)
-    settle_seconds: float = Field(default=1.0, ge=0, description="rows younger than this are "
-                                  "read on a later pass (commits may land out of order)")
+    settle_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="rows younger than this are "
+        "read on a later pass (commits may land out of order)",
+    )
     chunk_rows: int = Field(default=20_000, gt=0)
-    report_seconds: float = Field(default=10.0, ge=0, description="least time between "
-                                  "rewrites of the HTML report page")
+    report_seconds: float = Field(
+        default=10.0, ge=0, description="least time between rewrites of the HTML report page"
+    )

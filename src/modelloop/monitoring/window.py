@@ -33,10 +33,12 @@ class Window:
     def empty(cls, ref: ReferenceProfile) -> "Window":
         return cls(
             numeric={f: (np.zeros(len(p.counts), np.int64), 0) for f, p in ref.numeric.items()},
-            categorical={f: (np.zeros(len(p.categories), np.int64), 0, 0)
-                         for f, p in ref.categorical.items()},
+            categorical={
+                f: (np.zeros(len(p.categories), np.int64), 0, 0) for f, p in ref.categorical.items()
+            },
             score=(np.zeros(len(ref.score.counts), np.int64), 0),
-            predicted=None if ref.predicted is None
+            predicted=None
+            if ref.predicted is None
             else (np.zeros(len(ref.predicted.categories), np.int64), 0, 0),
         )
 
@@ -44,8 +46,9 @@ class Window:
         def add2(a: tuple[IntArray, int], b: tuple[IntArray, int]) -> tuple[IntArray, int]:
             return a[0] + b[0], a[1] + b[1]
 
-        def add3(a: tuple[IntArray, int, int], b: tuple[IntArray, int, int]
-                 ) -> tuple[IntArray, int, int]:
+        def add3(
+            a: tuple[IntArray, int, int], b: tuple[IntArray, int, int]
+        ) -> tuple[IntArray, int, int]:
             return a[0] + b[0], a[1] + b[1], a[2] + b[2]
 
         starts = [w.start for w in (self, other) if w.rows]
@@ -53,7 +56,8 @@ class Window:
             numeric={f: add2(c, other.numeric[f]) for f, c in self.numeric.items()},
             categorical={f: add3(c, other.categorical[f]) for f, c in self.categorical.items()},
             score=add2(self.score, other.score),
-            predicted=None if self.predicted is None or other.predicted is None
+            predicted=None
+            if self.predicted is None or other.predicted is None
             else add3(self.predicted, other.predicted),
             rows=self.rows + other.rows,
             start=min(starts) if starts else 0.0,
@@ -65,9 +69,12 @@ class Window:
             "numeric": {f: [c.tolist(), m] for f, (c, m) in self.numeric.items()},
             "categorical": {f: [c.tolist(), o, m] for f, (c, o, m) in self.categorical.items()},
             "score": [self.score[0].tolist(), self.score[1]],
-            "predicted": None if self.predicted is None
+            "predicted": None
+            if self.predicted is None
             else [self.predicted[0].tolist(), self.predicted[1], self.predicted[2]],
-            "rows": self.rows, "start": self.start, "end": self.end,
+            "rows": self.rows,
+            "start": self.start,
+            "end": self.end,
         }
 
     @classmethod
@@ -79,9 +86,12 @@ class Window:
             numeric={f: (arr(c), int(m)) for f, (c, m) in d["numeric"].items()},
             categorical={f: (arr(c), int(o), int(m)) for f, (c, o, m) in d["categorical"].items()},
             score=(arr(d["score"][0]), int(d["score"][1])),
-            predicted=None if d["predicted"] is None
+            predicted=None
+            if d["predicted"] is None
             else (arr(d["predicted"][0]), int(d["predicted"][1]), int(d["predicted"][2])),
-            rows=int(d["rows"]), start=float(d["start"]), end=float(d["end"]),
+            rows=int(d["rows"]),
+            start=float(d["start"]),
+            end=float(d["end"]),
         )
 
 
@@ -105,23 +115,27 @@ class Folder:
             return float(max(proba.values()))
         return float("nan")
 
-    def fold(self, features: list[dict[str, Any]], outputs: list[dict[str, Any]],
-             times: list[float]) -> Window:
+    def fold(
+        self, features: list[dict[str, Any]], outputs: list[dict[str, Any]], times: list[float]
+    ) -> Window:
         w = Window.empty(self.ref)
         if not features:
             return w
         for name, prof in self.ref.numeric.items():
             col = [f.get(name) for f in features]
-            values = np.array([np.nan if v is None or isinstance(v, str) else v for v in col],
-                              dtype=np.float64)
+            values = np.array(
+                [np.nan if v is None or isinstance(v, str) else v for v in col], dtype=np.float64
+            )
             w.numeric[name] = numeric_bins(values, prof.edges)
         for name, cprof in self.ref.categorical.items():
-            w.categorical[name] = categorical_bins([f.get(name) for f in features],
-                                                   cprof.categories)
+            w.categorical[name] = categorical_bins(
+                [f.get(name) for f in features], cprof.categories
+            )
         w.score = numeric_bins(np.array([self.score_of(o) for o in outputs]), self.ref.score.edges)
         if self.ref.predicted is not None:
-            w.predicted = categorical_bins([str(o.get("label")) for o in outputs],
-                                           self.ref.predicted.categories)
+            w.predicted = categorical_bins(
+                [str(o.get("label")) for o in outputs], self.ref.predicted.categories
+            )
         w.rows = len(features)
         w.start, w.end = min(times), max(times)
         return w

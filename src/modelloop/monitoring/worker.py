@@ -53,8 +53,9 @@ class Context:
 
 
 class Monitor:
-    def __init__(self, settings: MonitorSettings, db: Database, registry: Registry,
-                 metrics: MonitorMetrics) -> None:
+    def __init__(
+        self, settings: MonitorSettings, db: Database, registry: Registry, metrics: MonitorMetrics
+    ) -> None:
         self.settings = settings
         self.db = db
         self.registry = registry
@@ -67,8 +68,10 @@ class Monitor:
         self.contexts: dict[str, Context] = {}
         self._calibrations: dict[tuple[str, int], NoiseCalibration] = {}
         self.rule_config = rules.RuleConfig(
-            persistence=settings.persistence, performance_margin=settings.performance_margin,
-            min_labels=settings.min_labels, cooldown_seconds=settings.cooldown_seconds,
+            persistence=settings.persistence,
+            performance_margin=settings.performance_margin,
+            min_labels=settings.min_labels,
+            cooldown_seconds=settings.cooldown_seconds,
         )
         self._report_written: dict[str, float] = {}
 
@@ -79,8 +82,12 @@ class Monitor:
         if key not in self._calibrations:
             start = time.perf_counter()
             self._calibrations[key] = calibrate_reference(ref)
-            log.info("model %s v%d: noise calibrated on its reference in %.2f s", model,
-                     version, time.perf_counter() - start)
+            log.info(
+                "model %s v%d: noise calibrated on its reference in %.2f s",
+                model,
+                version,
+                time.perf_counter() - start,
+            )
         return self._calibrations[key]
 
     def _context(self, model: str, version: int) -> Context:
@@ -90,8 +97,9 @@ class Monitor:
         data = saved.data if saved else {}
         watermark = saved.watermark if saved else 0
         same = data.get("version") == version
-        window = Window.from_dict(data["window"]) if same and data.get("window") else (
-            Window.empty(ref))
+        window = (
+            Window.from_dict(data["window"]) if same and data.get("window") else (Window.empty(ref))
+        )
         recent: collections.deque[Window] = collections.deque(
             [Window.from_dict(w) for w in data.get("recent", [])] if same else [],
             maxlen=max(self.settings.merge_windows - 1, 0) or 1,
@@ -103,8 +111,18 @@ class Monitor:
             log.info("model %s: now judging traffic against version %d", model, version)
             if rule.state in ("ok", "warning", "drift"):
                 rule = rules.RuleState(cooldown_until=rule.cooldown_until)
-        ctx = Context(model, version, meta, ref, Folder(meta, ref),
-                      self._calibration(model, version, ref), watermark, window, recent, rule)
+        ctx = Context(
+            model,
+            version,
+            meta,
+            ref,
+            Folder(meta, ref),
+            self._calibration(model, version, ref),
+            watermark,
+            window,
+            recent,
+            rule,
+        )
         self.metrics.active_version.labels(model).set(version)
         for metric, value in meta.metrics.items():
             if value is not None:
@@ -177,8 +195,13 @@ class Monitor:
         if w.rows >= s.min_window_rows and time.time() - w.start >= s.window_seconds:
             self._close(ctx)
 
-    def _fold(self, ctx: Context, feats: list[dict[str, Any]], outs: list[dict[str, Any]],
-              times: list[float]) -> None:
+    def _fold(
+        self,
+        ctx: Context,
+        feats: list[dict[str, Any]],
+        outs: list[dict[str, Any]],
+        times: list[float],
+    ) -> None:
         size = self.settings.window_rows
         i = 0
         while i < len(feats):
@@ -199,12 +222,26 @@ class Monitor:
         report["live"] = dict(ctx.live)
         report["live_labels"] = ctx.live_labels
         report["window"] = ctx.window.to_dict()
-        self.reports.add(ctx.model, ctx.version, ctx.window.start, ctx.window.end,
-                         ctx.window.rows, ctx.rule.state, result.verdict, report)
+        self.reports.add(
+            ctx.model,
+            ctx.version,
+            ctx.window.start,
+            ctx.window.end,
+            ctx.window.rows,
+            ctx.rule.state,
+            result.verdict,
+            report,
+        )
         self._export(ctx, result)
         if result.verdict == "drift":
-            log.info("model %s v%d: drift in a window of %d rows: %s (state %s)", ctx.model,
-                     ctx.version, ctx.window.rows, ", ".join(result.flagged), ctx.rule.state)
+            log.info(
+                "model %s v%d: drift in a window of %d rows: %s (state %s)",
+                ctx.model,
+                ctx.version,
+                ctx.window.rows,
+                ", ".join(result.flagged),
+                ctx.rule.state,
+            )
         ctx.last_check = report
         if s.merge_windows > 1:
             ctx.recent.append(ctx.window)
@@ -228,8 +265,11 @@ class Monitor:
                     m.drift_threshold.labels(model, d.feature, stat).set(limit)
 
     def _live(self, ctx: Context) -> None:
-        rows = [r for r in self.log.labelled(ctx.model, limit=self.settings.live_rows * 4)
-                if r["version"] == ctx.version][: self.settings.live_rows]
+        rows = [
+            r
+            for r in self.log.labelled(ctx.model, limit=self.settings.live_rows * 4)
+            if r["version"] == ctx.version
+        ][: self.settings.live_rows]
         ctx.live_labels = len(rows)
         ctx.live = live_metrics(ctx.meta.task, rows) if rows else {}
         version = str(ctx.version)
@@ -245,10 +285,11 @@ class Monitor:
         drop = rules.performance_drop(metric, live, baseline, self.settings.performance_margin)
         if drop is None:
             return None
-        return (f"live {metric} {live:.3f} is {drop:.3f} worse than the test split's "
-                f"{baseline:.3f} over {ctx.live_labels} labelled predictions",
-                {"metric": metric, "live": live, "baseline": baseline,
-                 "labels": ctx.live_labels})
+        return (
+            f"live {metric} {live:.3f} is {drop:.3f} worse than the test split's "
+            f"{baseline:.3f} over {ctx.live_labels} labelled predictions",
+            {"metric": metric, "live": live, "baseline": baseline, "labels": ctx.live_labels},
+        )
 
     def _rule(self, ctx: Context) -> None:
         now = time.time()
@@ -267,13 +308,19 @@ class Monitor:
         if reason == "drift":
             last = ctx.last_check or {}
             text = f"drift persisted over {ctx.rule.flagged_windows} windows: " + ", ".join(
-                last.get("flagged", []))
+                last.get("flagged", [])
+            )
             numbers: dict[str, Any] = {
                 "flagged": last.get("flagged", []),
-                "scores": {d["feature"]: {"wasserstein": d.get("wasserstein"),
-                                          "linf": d.get("linf"), "psi": d.get("psi")}
-                           for d in last.get("features", []) if d["feature"] in
-                           set(last.get("flagged", []))},
+                "scores": {
+                    d["feature"]: {
+                        "wasserstein": d.get("wasserstein"),
+                        "linf": d.get("linf"),
+                        "psi": d.get("psi"),
+                    }
+                    for d in last.get("features", [])
+                    if d["feature"] in set(last.get("flagged", []))
+                },
             }
         else:
             assert perf is not None
@@ -283,11 +330,27 @@ class Monitor:
         ctx.rule.job_id = job.id
         ctx.rule.last_trigger = {"reason": reason, "text": text, "time": now, "job": job.id}
         self.metrics.triggers.labels(ctx.model, reason).inc()
-        self.events.record(ctx.model, "trigger", "monitor",
-                           {"reason": reason, "text": text, "job": job.id, "new_job": created,
-                            "version": ctx.version, **numbers})
-        log.warning("model %s v%d: retrain asked for (%s): %s; job %d", ctx.model,
-                    ctx.version, reason, text, job.id)
+        self.events.record(
+            ctx.model,
+            "trigger",
+            "monitor",
+            {
+                "reason": reason,
+                "text": text,
+                "job": job.id,
+                "new_job": created,
+                "version": ctx.version,
+                **numbers,
+            },
+        )
+        log.warning(
+            "model %s v%d: retrain asked for (%s): %s; job %d",
+            ctx.model,
+            ctx.version,
+            reason,
+            text,
+            job.id,
+        )
 
     def _page(self, ctx: Context) -> None:
         now = time.time()

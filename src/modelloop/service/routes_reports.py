@@ -15,8 +15,11 @@ from modelloop.store.reports import DriftReports, MonitorStates, ReportPages
 
 def reports_router(service: Service) -> APIRouter:
     router = APIRouter(tags=["monitoring"])
-    reports, pages, states = (DriftReports(service.db), ReportPages(service.db),
-                              MonitorStates(service.db))
+    reports, pages, states = (
+        DriftReports(service.db),
+        ReportPages(service.db),
+        MonitorStates(service.db),
+    )
 
     def known(model: str) -> None:
         try:
@@ -32,19 +35,31 @@ def reports_router(service: Service) -> APIRouter:
         latest = await asyncio.to_thread(reports.latest, model)
         state = await asyncio.to_thread(states.get, model)
         if latest is None:
-            raise NotFound(f"model {model!r} has no drift report yet: the monitor writes one "
-                           "per window of traffic")
+            raise NotFound(
+                f"model {model!r} has no drift report yet: the monitor writes one "
+                "per window of traffic"
+            )
         report = dict(latest["report"])
         report.pop("window", None)
-        return json_response({
-            "model": model, "version": latest["version"], "time": latest["ts"],
-            "window_start": latest["window_start"], "window_end": latest["window_end"],
-            "rows": latest["rows"], "verdict": latest["verdict"],
-            "state": state.state if state else latest["state"], **report,
-        })
+        return json_response(
+            {
+                "model": model,
+                "version": latest["version"],
+                "time": latest["ts"],
+                "window_start": latest["window_start"],
+                "window_end": latest["window_end"],
+                "rows": latest["rows"],
+                "verdict": latest["verdict"],
+                "state": state.state if state else latest["state"],
+                **report,
+            }
+        )
 
-    @router.get("/v1/models/{model}/report", summary="The drift report page (HTML)",
-                response_class=HTMLResponse)
+    @router.get(
+        "/v1/models/{model}/report",
+        summary="The drift report page (HTML)",
+        response_class=HTMLResponse,
+    )
     async def page(model: str) -> Response:
         known(model)
         html = await asyncio.to_thread(pages.get, model)

@@ -58,8 +58,13 @@ class JobQueue:
                 job_id = conn.execute(
                     insert(jobs)
                     .values(
-                        model=model, kind=kind, status="queued", trigger=trigger,
-                        reason=reason, created_at=time.time(), attempts=0,
+                        model=model,
+                        kind=kind,
+                        status="queued",
+                        trigger=trigger,
+                        reason=reason,
+                        created_at=time.time(),
+                        attempts=0,
                     )
                     .returning(jobs.c.id)
                 ).scalar_one()
@@ -67,13 +72,17 @@ class JobQueue:
         except IntegrityError:
             pass
         with self.db.engine.connect() as conn:
-            existing = conn.execute(
-                select(jobs)
-                .where(jobs.c.model == model, jobs.c.kind == kind)
-                .where(jobs.c.status.in_(ACTIVE_STATUSES))
-                .order_by(jobs.c.id)
-                .limit(1)
-            ).mappings().first()
+            existing = (
+                conn.execute(
+                    select(jobs)
+                    .where(jobs.c.model == model, jobs.c.kind == kind)
+                    .where(jobs.c.status.in_(ACTIVE_STATUSES))
+                    .order_by(jobs.c.id)
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
         if existing is None:  # finished between our insert and this read: try once more
             return self.enqueue(model, trigger, reason, kind)
         return Job.from_row(existing), False
@@ -117,7 +126,8 @@ class JobQueue:
                         update(jobs)
                         .where(jobs.c.id == job_id, jobs.c.status == status)
                         .values(
-                            status="failed", finished_at=now,
+                            status="failed",
+                            finished_at=now,
                             error=f"gave up after {attempts} attempts (lease expired each time)",
                         )
                     )
@@ -130,8 +140,11 @@ class JobQueue:
                         self._claimable(now),
                     )
                     .values(
-                        status="running", worker=worker, claimed_at=now,
-                        lease_until=now + lease_seconds, attempts=attempts + 1,
+                        status="running",
+                        worker=worker,
+                        claimed_at=now,
+                        lease_until=now + lease_seconds,
+                        attempts=attempts + 1,
                     )
                 ).rowcount
             if won == 1:
@@ -149,7 +162,10 @@ class JobQueue:
         return n == 1
 
     def finish(
-        self, job_id: int, worker: str, result: dict[str, Any] | None = None,
+        self,
+        job_id: int,
+        worker: str,
+        result: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> bool:
         status = "failed" if error is not None else "succeeded"

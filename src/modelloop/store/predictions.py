@@ -97,8 +97,12 @@ class PredictionLog:
         )
         q = (
             select(
-                predictions.c.id, predictions.c.ts, predictions.c.version,
-                predictions.c.features, predictions.c.output, feedback.c.label,
+                predictions.c.id,
+                predictions.c.ts,
+                predictions.c.version,
+                predictions.c.features,
+                predictions.c.output,
+                feedback.c.label,
                 feedback.c.ts.label("label_ts"),
             )
             .join(latest, latest.c.prediction_id == predictions.c.id)

@@ -256,7 +256,11 @@ class Registry:
         return stack
 
     def _set_active(
-        self, model: str, action: Literal["promote", "rollback"], version: int, actor: str,
+        self,
+        model: str,
+        action: Literal["promote", "rollback"],
+        version: int,
+        actor: str,
         reason: str,
     ) -> HistoryEntry:
         d = self.model_dir(model)

@@ -24,16 +24,31 @@ class DriftReports:
         self.db = db
 
     def add(
-        self, model: str, version: int, window_start: float, window_end: float, rows: int,
-        state: str, verdict: str, report: dict[str, Any],
+        self,
+        model: str,
+        version: int,
+        window_start: float,
+        window_end: float,
+        rows: int,
+        state: str,
+        verdict: str,
+        report: dict[str, Any],
     ) -> int:
         with self.db.engine.begin() as conn:
             return int(
                 conn.execute(
                     insert(drift_reports)
-                    .values(model=model, version=version, ts=time.time(),
-                            window_start=window_start, window_end=window_end, rows=rows,
-                            state=state, verdict=verdict, report=report)
+                    .values(
+                        model=model,
+                        version=version,
+                        ts=time.time(),
+                        window_start=window_start,
+                        window_end=window_end,
+                        rows=rows,
+                        state=state,
+                        verdict=verdict,
+                        report=report,
+                    )
                     .returning(drift_reports.c.id)
                 ).scalar_one()
             )
@@ -60,23 +75,29 @@ class MonitorStates:
 
     def get(self, model: str) -> MonitorState | None:
         with self.db.engine.connect() as conn:
-            row = conn.execute(
-                select(monitor_state).where(monitor_state.c.model == model)
-            ).mappings().first()
+            row = (
+                conn.execute(select(monitor_state).where(monitor_state.c.model == model))
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
-        return MonitorState(row["model"], int(row["watermark"]), row["state"],
-                            row["updated_at"], row["data"] or {})
+        return MonitorState(
+            row["model"], int(row["watermark"]), row["state"], row["updated_at"], row["data"] or {}
+        )
 
     def all(self) -> list[MonitorState]:
         with self.db.engine.connect() as conn:
             rows = conn.execute(select(monitor_state)).mappings().all()
-        return [MonitorState(r["model"], int(r["watermark"]), r["state"], r["updated_at"],
-                             r["data"] or {}) for r in rows]
+        return [
+            MonitorState(
+                r["model"], int(r["watermark"]), r["state"], r["updated_at"], r["data"] or {}
+            )
+            for r in rows
+        ]
 
     def save(self, model: str, watermark: int, state: str, data: dict[str, Any]) -> None:
-        values = {"watermark": watermark, "state": state, "updated_at": time.time(),
-                  "data": data}
+        values = {"watermark": watermark, "state": state, "updated_at": time.time(), "data": data}
         with self.db.engine.begin() as conn:
             n = conn.execute(
                 update(monitor_state).where(monitor_state.c.model == model).values(**values)
@@ -92,8 +113,9 @@ class ReportPages:
     def put(self, model: str, html: str) -> None:
         with self.db.engine.begin() as conn:
             conn.execute(delete(report_pages).where(report_pages.c.model == model))
-            conn.execute(insert(report_pages).values(model=model, html=html,
-                                                     updated_at=time.time()))
+            conn.execute(
+                insert(report_pages).values(model=model, html=html, updated_at=time.time())
+            )
 
     def get(self, model: str) -> str | None:
         with self.db.engine.connect() as conn:
@@ -109,10 +131,18 @@ def scan_log(
     (seq, ts, version, features JSON text, output JSON text). JSON stays text so the caller
     decodes it in bulk."""
     q = (
-        select(predictions.c.seq, predictions.c.ts, predictions.c.version,
-               cast(predictions.c.features, Text), cast(predictions.c.output, Text))
-        .where(predictions.c.model == model, predictions.c.seq > after_seq,
-               predictions.c.ts < before_ts)
+        select(
+            predictions.c.seq,
+            predictions.c.ts,
+            predictions.c.version,
+            cast(predictions.c.features, Text),
+            cast(predictions.c.output, Text),
+        )
+        .where(
+            predictions.c.model == model,
+            predictions.c.seq > after_seq,
+            predictions.c.ts < before_ts,
+        )
         .order_by(predictions.c.seq)
         .limit(limit)
     )

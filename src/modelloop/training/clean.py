@@ -122,8 +122,11 @@ def clean(
     if task == "classification":
         if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
             values = y.to_numpy(dtype=float)
-            y = pd.Series(values.astype(np.int64), name=target) if np.all(
-                values == np.round(values)) else y.astype(str)
+            y = (
+                pd.Series(values.astype(np.int64), name=target)
+                if np.all(values == np.round(values))
+                else y.astype(str)
+            )
         else:
             y = y.astype(str).str.strip()
         if y.nunique() < 2:
@@ -144,9 +147,7 @@ def clean(
             continue
         s = frame[name]
         if _is_missing(s).all():
-            raise DataError(
-                f"column {name!r} has no values (all missing): drop it or fill it in"
-            )
+            raise DataError(f"column {name!r} has no values (all missing): drop it or fill it in")
         is_cat = name in forced_cat or (
             name not in forced_num
             and not pd.api.types.is_numeric_dtype(s)
@@ -172,6 +173,11 @@ def clean(
     features = [f.model_copy(update={"name": n}) for f, n in zip(features, names, strict=True)]
     x = pd.DataFrame(out).rename(columns=renamed)
     return CleanData(
-        frame=x, target=y.reset_index(drop=True), features=features,
-        task=task, rows_raw=rows_raw, dropped=dropped, renamed=renamed,
+        frame=x,
+        target=y.reset_index(drop=True),
+        features=features,
+        task=task,
+        rows_raw=rows_raw,
+        dropped=dropped,
+        renamed=renamed,
     )

@@ -24,8 +24,12 @@ def record_events(settings: StoreSettings, result: TrainResult, actor: str) -> s
     """Write the publish (and promote) decision to the audit log; return a warning on failure."""
     meta = result.metadata
     details = {
-        "version": meta.version, "promoted": result.promoted, "decision": result.decision,
-        "metrics": meta.metrics, "champion": result.champion, "trigger": meta.trigger,
+        "version": meta.version,
+        "promoted": result.promoted,
+        "decision": result.decision,
+        "metrics": meta.metrics,
+        "champion": result.champion,
+        "trigger": meta.trigger,
     }
     try:
         db = open_database(settings.database)
@@ -45,10 +49,18 @@ def train_command(args: argparse.Namespace, settings: StoreSettings | None = Non
     settings = settings or StoreSettings()
     actor = default_actor()
     req = TrainRequest(
-        model=args.model, dataset=args.dataset, data=Path(args.data) if args.data else None,
-        target=args.target, task=args.task, categorical=_split(args.categorical),
-        numeric=_split(args.numeric), estimator=args.estimator, seed=args.seed, rows=args.rows,
-        promote=args.promote, actor=actor,
+        model=args.model,
+        dataset=args.dataset,
+        data=Path(args.data) if args.data else None,
+        target=args.target,
+        task=args.task,
+        categorical=_split(args.categorical),
+        numeric=_split(args.numeric),
+        estimator=args.estimator,
+        seed=args.seed,
+        rows=args.rows,
+        promote=args.promote,
+        actor=actor,
     )
     if req.data is None and args.target:
         return fail("--target goes with --data; built-in data sets know their target")
@@ -71,8 +83,10 @@ def train_command(args: argparse.Namespace, settings: StoreSettings | None = Non
     print(f"\n{meta.name} v{meta.version} ({meta.task}, {meta.estimator}) on {meta.data.source}")
     print(f"test split: {meta.data.rows_test} rows\n")
     print(format_table(meta.task, result.evaluation, meta.classes))
-    print(f"\nparity with scikit-learn on {meta.parity.rows} rows: "
-          f"max difference {meta.parity.max_abs_diff:.2g}")
+    print(
+        f"\nparity with scikit-learn on {meta.parity.rows} rows: "
+        f"max difference {meta.parity.max_abs_diff:.2g}"
+    )
     state = "active" if result.promoted else "published, not active"
     print(f"{state}: {result.decision}")
     print(f"registry: {registry.version_dir(meta.name, meta.version)}")

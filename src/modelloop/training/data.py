@@ -64,8 +64,9 @@ def _bundled(name: str) -> pd.DataFrame:
 def load_builtin(name: str, rows: int = 20_000, seed: int = 0) -> RawData:
     if name == "synthetic":
         frame = synthetic.generate(rows, seed)
-        return RawData(frame, synthetic.TARGET, f"synthetic(rows={rows}, seed={seed})",
-                       frame_sha256(frame))
+        return RawData(
+            frame, synthetic.TARGET, f"synthetic(rows={rows}, seed={seed})", frame_sha256(frame)
+        )
     if name not in BUILTIN:
         raise DataError(f"unknown data set {name!r}; one of {', '.join(BUILTIN)}")
     frame = _bundled(name)

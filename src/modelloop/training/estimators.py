@@ -31,8 +31,7 @@ class EstimatorSpec:
                 return LogisticRegression(max_iter=2000, random_state=seed, **params)
             if self.name == "random_forest":
                 return RandomForestClassifier(random_state=seed, n_jobs=1, **params)
-            return HistGradientBoostingClassifier(random_state=seed, early_stopping=False,
-                                                  **params)
+            return HistGradientBoostingClassifier(random_state=seed, early_stopping=False, **params)
         if self.name == "linear":
             return Ridge(**params)
         if self.name == "random_forest":

@@ -21,7 +21,9 @@ class Evaluation:
 
 
 def classification(
-    y_true: Sequence[Label], y_pred: Sequence[Label], proba: npt.NDArray[np.floating],
+    y_true: Sequence[Label],
+    y_pred: Sequence[Label],
+    proba: npt.NDArray[np.floating],
     classes: Sequence[Label],
 ) -> Evaluation:
     y_true_a, y_pred_a = np.asarray(y_true), np.asarray(y_pred)
@@ -50,8 +52,12 @@ def classification(
             )
     out["log_loss"] = float(skm.log_loss(y_true_a, np.clip(proba, 1e-15, 1), labels=labels))
     per_class = {
-        str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                 "support": float(support[i])}
+        str(c): {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": float(support[i]),
+        }
         for i, c in enumerate(labels)
     }
     cm = skm.confusion_matrix(y_true_a, y_pred_a, labels=labels)

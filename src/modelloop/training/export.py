@@ -106,8 +106,12 @@ def check_parity(onnx_model: OnnxModel, pipeline: Any, frame: pd.DataFrame) -> P
                 f"(rows {mismatched[:5].tolist()}) and by up to {max_abs:.3g} in probability "
                 f"(tolerance {PROBA_TOLERANCE}); worst rows: {_worst(diff)}"
             )
-        return Parity(rows=len(frame), label_mismatches=int(differ.sum()),
-                      max_abs_diff=max_abs, max_rel_diff=max_abs)
+        return Parity(
+            rows=len(frame),
+            label_mismatches=int(differ.sum()),
+            max_abs_diff=max_abs,
+            max_rel_diff=max_abs,
+        )
     want = np.asarray(pipeline.predict(frame), dtype=np.float64).ravel()
     diff = np.abs(got - want)
     rel = diff / np.maximum(np.abs(want), 1.0)
@@ -117,5 +121,9 @@ def check_parity(onnx_model: OnnxModel, pipeline: Any, frame: pd.DataFrame) -> P
             f"ONNX export differs from scikit-learn by up to {max_rel:.3g} relative "
             f"(tolerance {REL_TOLERANCE}); worst rows: {_worst(rel)}"
         )
-    return Parity(rows=len(frame), label_mismatches=0,
-                  max_abs_diff=float(diff.max()) if diff.size else 0.0, max_rel_diff=max_rel)
+    return Parity(
+        rows=len(frame),
+        label_mismatches=0,
+        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+        max_rel_diff=max_rel,
+    )

@@ -113,13 +113,15 @@ def _predict_all(pipeline: Pipeline, x: pd.DataFrame, task: Task) -> tuple[Any, 
 def _score(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: Task) -> evaluate.Evaluation:
     pred, proba = _predict_all(pipeline, x, task)
     if task == "classification":
-        return evaluate.classification(y.tolist(), pred.tolist(), proba,
-                                       pipeline.classes_.tolist())
+        return evaluate.classification(y.tolist(), pred.tolist(), proba, pipeline.classes_.tolist())
     return evaluate.regression(y, pred)
 
 
 def fit(
-    data: CleanData, splits: Splits, estimator: str, seed: int,
+    data: CleanData,
+    splits: Splits,
+    estimator: str,
+    seed: int,
     weights: np.ndarray | None = None,
 ) -> Fitted:
     """Pick hyperparameters on the validation split, then refit on train + validation.
@@ -132,8 +134,12 @@ def fit(
     scores: dict[str, float] = {}
     n_train = len(splits.x_train)
     for params in spec.grid:
-        pipe = Pipeline([("prepare", preprocessor(data.features, spec.needs_scaling)),
-                         ("estimator", spec.build(data.task, seed, params))])
+        pipe = Pipeline(
+            [
+                ("prepare", preprocessor(data.features, spec.needs_scaling)),
+                ("estimator", spec.build(data.task, seed, params)),
+            ]
+        )
         fit_kw = {} if weights is None else {"estimator__sample_weight": weights[:n_train]}
         pipe.fit(splits.x_train, splits.y_train, **fit_kw)
         value = _score(pipe, splits.x_val, splits.y_val, data.task).metrics[metric]
@@ -142,8 +148,12 @@ def fit(
         if best is None or evaluate.is_better(metric, value, best[0]):
             best = (value, params)
     assert best is not None
-    final = Pipeline([("prepare", preprocessor(data.features, spec.needs_scaling)),
-                      ("estimator", spec.build(data.task, seed, best[1]))])
+    final = Pipeline(
+        [
+            ("prepare", preprocessor(data.features, spec.needs_scaling)),
+            ("estimator", spec.build(data.task, seed, best[1])),
+        ]
+    )
     x_all = pd.concat([splits.x_train, splits.x_val])
     y_all = pd.concat([splits.y_train, splits.y_val])
     final.fit(x_all, y_all, **({} if weights is None else {"estimator__sample_weight": weights}))
@@ -157,15 +167,23 @@ def libraries() -> dict[str, str]:
     import sklearn
 
     return {
-        "modelloop": modelloop.__version__, "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__,
-        "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-        "numpy": np.__version__, "pandas": pd.__version__,
+        "modelloop": modelloop.__version__,
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "skl2onnx": skl2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
     }
 
 
 def decide_promotion(
-    registry: Registry, model: str, policy: PromotePolicy, data: CleanData, splits: Splits,
+    registry: Registry,
+    model: str,
+    policy: PromotePolicy,
+    data: CleanData,
+    splits: Splits,
     ev: evaluate.Evaluation,
 ) -> tuple[bool, str, dict[str, Any] | None]:
     """Whether the new version should serve, why, and the champion's numbers if any."""
@@ -188,9 +206,11 @@ def decide_promotion(
         pred, proba = runner.predict(splits.x_test)
         if data.task == "classification":
             assert proba is not None
-            champ_ev = evaluate.classification(
-                splits.y_test.tolist(), pred.tolist(), proba, meta.classes
-            ) if len(meta.classes) == proba.shape[1] else evaluate.Evaluation(meta.metrics)
+            champ_ev = (
+                evaluate.classification(splits.y_test.tolist(), pred.tolist(), proba, meta.classes)
+                if len(meta.classes) == proba.shape[1]
+                else evaluate.Evaluation(meta.metrics)
+            )
         else:
             champ_ev = evaluate.regression(splits.y_test, pred)
         basis = "on this test split"
@@ -203,12 +223,17 @@ def decide_promotion(
         return True, f"v{champion} has no {metric} to compare with", champ
     if evaluate.is_better(metric, new_value, old_value):
         return True, f"{metric} {new_value:.4f} beats v{champion}'s {old_value:.4f} {basis}", champ
-    return (False, f"{metric} {new_value:.4f} does not beat v{champion}'s {old_value:.4f} {basis}",
-            champ)
+    return (
+        False,
+        f"{metric} {new_value:.4f} does not beat v{champion}'s {old_value:.4f} {basis}",
+        champ,
+    )
 
 
 def run_training(
-    req: TrainRequest, registry: Registry, progress: Progress | None = None,
+    req: TrainRequest,
+    registry: Registry,
+    progress: Progress | None = None,
     parent_version: int | None = None,
 ) -> TrainResult:
     check_model_name(req.model)
@@ -220,15 +245,19 @@ def run_training(
     with stages.stage("clean") as d:
         data = clean(raw.frame, raw.target, req.task, list(req.categorical), list(req.numeric))
         kinds = [f.kind for f in data.features]
-        d.append(f"{len(data.frame)} rows kept, {kinds.count('numeric')} numeric and "
-                 f"{kinds.count('categorical')} categorical features, {data.task}")
+        d.append(
+            f"{len(data.frame)} rows kept, {kinds.count('numeric')} numeric and "
+            f"{kinds.count('categorical')} categorical features, {data.task}"
+        )
         d.extend(f"dropped {n} ({why})" for why, n in data.dropped.items())
         if data.renamed:
             d.append(f"renamed {len(data.renamed)} columns to ONNX-safe names")
     with stages.stage("prepare") as d:
         splits = split(data.frame, data.target, data.task, req.seed)
-        d.append(f"train {len(splits.x_train)} / validation {len(splits.x_val)} / "
-                 f"test {len(splits.x_test)}{' stratified' if splits.stratified else ''}")
+        d.append(
+            f"train {len(splits.x_train)} / validation {len(splits.x_val)} / "
+            f"test {len(splits.x_test)}{' stratified' if splits.stratified else ''}"
+        )
     with stages.stage("train") as d:
         fitted = fit(data, splits, req.estimator, req.seed)
         tried = len(fitted.validation)
@@ -241,32 +270,51 @@ def run_training(
         onnx_bytes = to_onnx(fitted.pipeline, data.features, data.task)
         runner = OnnxModel.load(onnx_bytes, data.features, data.task)
         parity = check_parity(runner, fitted.pipeline, splits.x_test)
-        d.append(f"{len(onnx_bytes) / 1024:.0f} KiB, parity on {parity.rows} rows: max diff "
-                 f"{parity.max_abs_diff:.2g}")
+        d.append(
+            f"{len(onnx_bytes) / 1024:.0f} KiB, parity on {parity.rows} rows: max diff "
+            f"{parity.max_abs_diff:.2g}"
+        )
     with stages.stage("publish") as d:
         x_fit = pd.concat([splits.x_train, splits.x_val])
         y_fit = pd.concat([splits.y_train, splits.y_val])
         reference = build_reference(fitted.pipeline, x_fit, y_fit, data.features, data.task)
         classes = fitted.pipeline.classes_.tolist() if data.task == "classification" else []
         meta = ModelMetadata(
-            name=req.model, version=0, task=data.task, features=data.features,
-            outputs=[o.name for o in runner.session.get_outputs()], classes=classes,
-            estimator=req.estimator, params=fitted.params, seed=req.seed,
+            name=req.model,
+            version=0,
+            task=data.task,
+            features=data.features,
+            outputs=[o.name for o in runner.session.get_outputs()],
+            classes=classes,
+            estimator=req.estimator,
+            params=fitted.params,
+            seed=req.seed,
             data=DataInfo(
-                source=raw.source, sha256=raw.sha256, target=raw.target,
+                source=raw.source,
+                sha256=raw.sha256,
+                target=raw.target,
                 builtin=None if req.data is not None else req.dataset,
-                builtin_rows=req.rows if req.data is None and req.dataset == "synthetic"
-                else None,
+                builtin_rows=req.rows if req.data is None and req.dataset == "synthetic" else None,
                 path=str(req.data.resolve()) if req.data is not None else None,
-                rows_raw=data.rows_raw, rows_clean=len(data.frame),
-                rows_train=len(splits.x_train), rows_validation=len(splits.x_val),
-                rows_test=len(splits.x_test), dropped=data.dropped,
+                rows_raw=data.rows_raw,
+                rows_clean=len(data.frame),
+                rows_train=len(splits.x_train),
+                rows_validation=len(splits.x_val),
+                rows_test=len(splits.x_test),
+                dropped=data.dropped,
             ),
-            metrics=ev.metrics, confusion_matrix=ev.confusion_matrix, per_class=ev.per_class,
-            primary_metric=evaluate.PRIMARY[data.task], parity=parity, libraries=libraries(),
-            parent_version=parent_version if parent_version is not None
+            metrics=ev.metrics,
+            confusion_matrix=ev.confusion_matrix,
+            per_class=ev.per_class,
+            primary_metric=evaluate.PRIMARY[data.task],
+            parity=parity,
+            libraries=libraries(),
+            parent_version=parent_version
+            if parent_version is not None
             else registry.active(req.model),
-            trigger=req.trigger, created_at=time.time(), onnx_sha256="",
+            trigger=req.trigger,
+            created_at=time.time(),
+            onnx_sha256="",
         )
         promote, why, champion = decide_promotion(
             registry, req.model, req.promote, data, splits, ev
@@ -274,6 +322,7 @@ def run_training(
         published = registry.publish(req.model, onnx_bytes, meta, reference)
         if promote:
             registry.promote(req.model, published.version, req.actor, why)
-        d.append(f"{req.model} v{published.version} "
-                 f"{'promoted' if promote else 'not promoted'}: {why}")
+        d.append(
+            f"{req.model} v{published.version} {'promoted' if promote else 'not promoted'}: {why}"
+        )
     return TrainResult(published, promote, why, ev, champion, stages.timings, fitted.pipeline)

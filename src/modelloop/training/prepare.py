@@ -26,8 +26,12 @@ class Splits:
 
 
 def split(
-    x: pd.DataFrame, y: pd.Series, task: Task, seed: int,
-    validation: float = 0.2, test: float = 0.2,
+    x: pd.DataFrame,
+    y: pd.Series,
+    task: Task,
+    seed: int,
+    validation: float = 0.2,
+    test: float = 0.2,
 ) -> Splits:
     """Train / validation / test, stratified on the class where every class can be."""
     stratify = task == "classification" and int(y.value_counts().min()) >= 3
@@ -35,7 +39,10 @@ def split(
         x, y, test_size=test, random_state=seed, stratify=y if stratify else None
     )
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=validation / (1 - test), random_state=seed,
+        x_rest,
+        y_rest,
+        test_size=validation / (1 - test),
+        random_state=seed,
         stratify=y_rest if stratify else None,
     )
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test, stratify)
@@ -61,7 +68,8 @@ def preprocessor(features: list[Feature], scale: bool) -> ColumnTransformer:
                         (
                             "impute",
                             SimpleImputer(
-                                missing_values="", strategy="constant",
+                                missing_values="",
+                                strategy="constant",
                                 fill_value=MISSING_CATEGORY,
                             ),
                         ),

@@ -17,22 +17,32 @@ def score_of(proba: np.ndarray) -> np.ndarray:
 def build_reference(
     pipeline: Any, frame: pd.DataFrame, target: pd.Series, features: list[Feature], task: Task
 ) -> ReferenceProfile:
-    numeric = {f.name: numeric_profile(frame[f.name].to_numpy(dtype=np.float64))
-               for f in features if f.kind == "numeric"}
+    numeric = {
+        f.name: numeric_profile(frame[f.name].to_numpy(dtype=np.float64))
+        for f in features
+        if f.kind == "numeric"
+    }
     categorical = {
-        f.name: categorical_profile(frame[f.name].tolist()) for f in features
+        f.name: categorical_profile(frame[f.name].tolist())
+        for f in features
         if f.kind == "categorical"
     }
     if task == "classification":
         score = score_of(np.asarray(pipeline.predict_proba(frame), dtype=np.float64))
         predicted = categorical_profile([str(v) for v in pipeline.predict(frame)])
         return ReferenceProfile(
-            rows=len(frame), numeric=numeric, categorical=categorical,
-            score=numeric_profile(score), predicted=predicted,
+            rows=len(frame),
+            numeric=numeric,
+            categorical=categorical,
+            score=numeric_profile(score),
+            predicted=predicted,
             labels=categorical_profile([str(v) for v in target]),
         )
     values = np.asarray(pipeline.predict(frame), dtype=np.float64).ravel()
     return ReferenceProfile(
-        rows=len(frame), numeric=numeric, categorical=categorical,
-        score=numeric_profile(values), label_values=numeric_profile(target.to_numpy(float)),
+        rows=len(frame),
+        numeric=numeric,
+        categorical=categorical,
+        score=numeric_profile(values),
+        label_values=numeric_profile(target.to_numpy(float)),
     )

@@ -71,16 +71,18 @@ def base_data(meta: ModelMetadata) -> RawData | None:
     return None
 
 
-def traffic_frame(meta: ModelMetadata, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame,
-                                                                           pd.Series]:
+def traffic_frame(
+    meta: ModelMetadata, rows: list[dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.Series]:
     """Labelled traffic as features (the graph's names and types) and targets, oldest first."""
     rows = sorted(rows, key=lambda r: r["ts"])
     cols: dict[str, list[Any]] = {}
     for f in meta.features:
         values = [r["features"].get(f.name) for r in rows]
         if f.kind == "numeric":
-            arr = np.array([np.nan if not isinstance(v, int | float) else v for v in values],
-                           dtype=np.float64)
+            arr = np.array(
+                [np.nan if not isinstance(v, int | float) else v for v in values], dtype=np.float64
+            )
             cols[f.name] = arr.astype(np.float32).astype(np.float64).tolist()
         else:
             cols[f.name] = ["" if v is None else str(v) for v in values]
@@ -88,8 +90,12 @@ def traffic_frame(meta: ModelMetadata, rows: list[dict[str, Any]]) -> tuple[pd.D
     labels = [r["label"] for r in rows]
     if meta.task == "classification":
         as_int = all(isinstance(c, int) for c in meta.classes)
-        y = pd.Series([int(v) if as_int and isinstance(v, int | float) else
-                       (v if as_int else str(v)) for v in labels])
+        y = pd.Series(
+            [
+                int(v) if as_int and isinstance(v, int | float) else (v if as_int else str(v))
+                for v in labels
+            ]
+        )
     else:
         y = pd.Series([float(v) for v in labels], dtype=np.float64)
     return x, y
@@ -106,7 +112,8 @@ def _score(meta: ModelMetadata, pred: Any, proba: Any, y: pd.Series) -> float | 
             return None
         ev = evaluate.classification(
             [v for v, k in zip(y.tolist(), keep, strict=True) if k],
-            [v for v, k in zip(list(pred), keep, strict=True) if k], np.asarray(proba)[keep],
+            [v for v, k in zip(list(pred), keep, strict=True) if k],
+            np.asarray(proba)[keep],
             classes,
         )
     else:
@@ -120,8 +127,13 @@ def _better(metric: str, a: float, b: float) -> float:
 
 
 def retrain(
-    registry: Registry, db: Database, model: str, trigger: Trigger, actor: str,
-    config: RetrainConfig, progress: Progress | None = None,
+    registry: Registry,
+    db: Database,
+    model: str,
+    trigger: Trigger,
+    actor: str,
+    config: RetrainConfig,
+    progress: Progress | None = None,
 ) -> RetrainOutcome:
     say = progress or (lambda _line: None)
     champion_version = registry.require_active(model)
@@ -134,8 +146,10 @@ def retrain(
     forced_num = [f.name for f in champ.features if f.kind == "numeric"]
     labelled = PredictionLog(db).labelled(model, limit=config.max_traffic_rows)
     tx, ty = traffic_frame(champ, labelled)
-    say(f"retrain {model}: champion v{champion_version}, {len(tx)} labelled predictions, base "
-        f"data {'gone' if raw is None else raw.source}")
+    say(
+        f"retrain {model}: champion v{champion_version}, {len(tx)} labelled predictions, base "
+        f"data {'gone' if raw is None else raw.source}"
+    )
     fresh = min(len(tx), config.recent_rows)  # the newest rows, at full weight
     n_recent = int(fresh * config.recent_share) if fresh >= config.min_traffic_rows else 0
     t_train_x, t_train_y = tx.iloc[: len(tx) - n_recent], ty.iloc[: len(ty) - n_recent]
@@ -145,26 +159,36 @@ def retrain(
     base: CleanData | None = None
     if raw is not None:
         renamed_cat = forced_cat  # names in metadata are the cleaned (ONNX-safe) ones
-        base = clean(raw.frame, raw.target, champ.task,
-                     [c for c in raw.frame.columns if _safe(c) in renamed_cat],
-                     [c for c in raw.frame.columns if _safe(c) in forced_num])
+        base = clean(
+            raw.frame,
+            raw.target,
+            champ.task,
+            [c for c in raw.frame.columns if _safe(c) in renamed_cat],
+            [c for c in raw.frame.columns if _safe(c) in forced_num],
+        )
     if base is None and len(t_train_x) < config.min_traffic_rows:
-        raise DataError(f"model {model!r}: its base data is gone and only {len(t_train_x)} "
-                        "labelled predictions are there to train on")
+        raise DataError(
+            f"model {model!r}: its base data is gone and only {len(t_train_x)} "
+            "labelled predictions are there to train on"
+        )
     if base is not None:
         bs = split(base.frame, base.target, champ.task, champ.seed)
     else:
         empty_x, empty_y = tx.iloc[:0], ty.iloc[:0]
         bs = Splits(empty_x, empty_y, empty_x, empty_y, empty_x, empty_y, False)
     base_rows = len(bs.x_train) + len(bs.x_val)
-    champion = OnnxModel.load(registry.onnx_bytes(model, champion_version), champ.features,
-                              champ.task)
+    champion = OnnxModel.load(
+        registry.onnx_bytes(model, champion_version), champ.features, champ.task
+    )
     # Has the concept changed? The champion on all fresh traffic against its own test metric.
     fresh_x, fresh_y = tx.iloc[len(tx) - fresh :], ty.iloc[len(ty) - fresh :]
     old_fresh = _score(champ, *champion.predict(fresh_x), fresh_y) if fresh else None
     champ_test_metric = champ.metrics.get(metric)
-    stale = (old_fresh is not None and champ_test_metric is not None
-             and _better(metric, champ_test_metric, old_fresh) > config.stale_margin)
+    stale = (
+        old_fresh is not None
+        and champ_test_metric is not None
+        and _better(metric, champ_test_metric, old_fresh) > config.stale_margin
+    )
     share = config.stale_base_share if stale else config.base_share
     # Base rows and older traffic together weigh `share` of the fresh rows' total.
     fresh_train = len(t_train_x) - old
@@ -178,22 +202,33 @@ def retrain(
     y_train = pd.concat([bs.y_train, t_train_y[~is_val]], ignore_index=True)
     x_val = pd.concat([bs.x_val, t_train_x[is_val]], ignore_index=True)
     y_val = pd.concat([bs.y_val, t_train_y[is_val]], ignore_index=True)
-    weights = np.concatenate([
-        np.full(len(bs.x_train), low), t_weights[~is_val],
-        np.full(len(bs.x_val), low), t_weights[is_val],
-    ])
+    weights = np.concatenate(
+        [
+            np.full(len(bs.x_train), low),
+            t_weights[~is_val],
+            np.full(len(bs.x_val), low),
+            t_weights[is_val],
+        ]
+    )
     splits = Splits(x_train, y_train, x_val, y_val, bs.x_test, bs.y_test, bs.stratified)
-    data = CleanData(frame=pd.concat([x_train, x_val]), target=pd.concat([y_train, y_val]),
-                     features=list(champ.features), task=champ.task, rows_raw=len(x_train))
+    data = CleanData(
+        frame=pd.concat([x_train, x_val]),
+        target=pd.concat([y_train, y_val]),
+        features=list(champ.features),
+        task=champ.task,
+        rows_raw=len(x_train),
+    )
     if champ.task == "classification":
         seen = set(pd.concat([y_train, y_val]).astype(str))
         if len(seen) < 2:
             raise DataError(f"model {model!r}: the training data has a single class")
     fitted = fit(data, splits, champ.estimator, champ.seed, weights=weights)
-    say(f"retrain {model}: trained {champ.estimator} on {len(x_train) + len(x_val)} rows "
+    say(
+        f"retrain {model}: trained {champ.estimator} on {len(x_train) + len(x_val)} rows "
         f"({len(t_train_x)} from traffic, {fresh_train} of them at full weight, "
         f"the other {stale_rows} at {low:.3g}{'; the concept changed' if stale else ''}) in "
-        f"{time.perf_counter() - started:.1f} s")
+        f"{time.perf_counter() - started:.1f} s"
+    )
 
     def both(x: pd.DataFrame, y: pd.Series) -> tuple[float | None, float | None]:
         if len(x) == 0:
@@ -207,19 +242,26 @@ def retrain(
     new_test, old_test = both(bs.x_test, bs.y_test)
     if new_recent is not None and old_recent is not None:
         gain = _better(metric, new_recent, old_recent)
-        regression = (_better(metric, old_test, new_test)
-                      if new_test is not None and old_test is not None else 0.0)
+        regression = (
+            _better(metric, old_test, new_test)
+            if new_test is not None and old_test is not None
+            else 0.0
+        )
         promote = gain > config.min_gain and (regression <= config.max_test_regression or stale)
         waived = ", waived: the champion fell on recent data" if stale else ""
-        why = (f"{metric} on {len(recent_x)} recent labelled predictions: challenger "
-               f"{new_recent:.4f} vs champion {old_recent:.4f} (gain {gain:+.4f}); test split: "
-               f"{_fmt(new_test)} vs {_fmt(old_test)} (regression {regression:+.4f}, allowed "
-               f"{config.max_test_regression}{waived})")
+        why = (
+            f"{metric} on {len(recent_x)} recent labelled predictions: challenger "
+            f"{new_recent:.4f} vs champion {old_recent:.4f} (gain {gain:+.4f}); test split: "
+            f"{_fmt(new_test)} vs {_fmt(old_test)} (regression {regression:+.4f}, allowed "
+            f"{config.max_test_regression}{waived})"
+        )
     elif new_test is not None and old_test is not None:
         gain = _better(metric, new_test, old_test)
         promote = gain > config.min_gain
-        why = (f"too little labelled traffic to judge recent data; test split {metric}: "
-               f"challenger {new_test:.4f} vs champion {old_test:.4f}")
+        why = (
+            f"too little labelled traffic to judge recent data; test split {metric}: "
+            f"challenger {new_test:.4f} vs champion {old_test:.4f}"
+        )
     else:
         promote, why = False, "nothing to judge the challenger on"
     why = ("promoted: " if promote else "not promoted: ") + why
@@ -230,10 +272,17 @@ def retrain(
     parity = check_parity(runner, fitted.pipeline, parity_x if len(parity_x) else x_val)
     ref_rows = latest_log(db, model, config.reference_rows)
     if len(ref_rows) >= config.min_traffic_rows:
-        ref_x, _ = traffic_frame(champ, [
-            {"ts": ts, "features": orjson.loads(text), "label": champ.classes[0]
-             if champ.classes else 0.0} for ts, text in ref_rows
-        ])
+        ref_x, _ = traffic_frame(
+            champ,
+            [
+                {
+                    "ts": ts,
+                    "features": orjson.loads(text),
+                    "label": champ.classes[0] if champ.classes else 0.0,
+                }
+                for ts, text in ref_rows
+            ],
+        )
         ref_source = f"the latest {len(ref_x)} logged predictions"
     else:
         ref_x = pd.concat([x_train, x_val], ignore_index=True)
@@ -242,22 +291,38 @@ def retrain(
     reference = build_reference(fitted.pipeline, ref_x, y_ref, champ.features, champ.task)
     ev_test = _full_eval(champ, fitted.pipeline, bs.x_test, bs.y_test)
     meta = ModelMetadata(
-        name=model, version=0, task=champ.task, features=champ.features,
+        name=model,
+        version=0,
+        task=champ.task,
+        features=champ.features,
         outputs=[o.name for o in runner.session.get_outputs()],
         classes=fitted.pipeline.classes_.tolist() if champ.task == "classification" else [],
-        estimator=champ.estimator, params=fitted.params, seed=champ.seed,
+        estimator=champ.estimator,
+        params=fitted.params,
+        seed=champ.seed,
         data=DataInfo(
             source=f"{champ.data.source} + {len(t_train_x)} labelled predictions",
-            sha256=champ.data.sha256, target=champ.data.target, builtin=champ.data.builtin,
-            builtin_rows=champ.data.builtin_rows, path=champ.data.path,
-            rows_raw=len(data.frame), rows_clean=len(data.frame), rows_train=len(x_train),
-            rows_validation=len(x_val), rows_test=len(bs.x_test), rows_feedback=len(tx),
+            sha256=champ.data.sha256,
+            target=champ.data.target,
+            builtin=champ.data.builtin,
+            builtin_rows=champ.data.builtin_rows,
+            path=champ.data.path,
+            rows_raw=len(data.frame),
+            rows_clean=len(data.frame),
+            rows_train=len(x_train),
+            rows_validation=len(x_val),
+            rows_test=len(bs.x_test),
+            rows_feedback=len(tx),
         ),
         metrics=ev_test.metrics if ev_test else {metric: new_recent},
         confusion_matrix=ev_test.confusion_matrix if ev_test else [],
         per_class=ev_test.per_class if ev_test else {},
-        primary_metric=metric, parity=parity, libraries=libraries(),
-        parent_version=champion_version, trigger=trigger, created_at=time.time(),
+        primary_metric=metric,
+        parity=parity,
+        libraries=libraries(),
+        parent_version=champion_version,
+        trigger=trigger,
+        created_at=time.time(),
         onnx_sha256="",
     )
     if ev_test is not None and new_recent is not None and stale:
@@ -270,8 +335,12 @@ def retrain(
     numbers = {
         "champion": {"version": champion_version, "recent": old_recent, "test": old_test},
         "challenger": {"version": published.version, "recent": new_recent, "test": new_test},
-        "metric": metric, "recent_rows": len(recent_x), "traffic_rows": len(tx),
-        "champion_stale": stale, "champion_fresh": old_fresh, "old_data_weight": low,
+        "metric": metric,
+        "recent_rows": len(recent_x),
+        "traffic_rows": len(tx),
+        "champion_stale": stale,
+        "champion_fresh": old_fresh,
+        "old_data_weight": low,
         "reference": ref_source,
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -283,13 +352,18 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
 
-def _full_eval(meta: ModelMetadata, pipeline: Any, x: pd.DataFrame, y: pd.Series
-               ) -> evaluate.Evaluation | None:
+def _full_eval(
+    meta: ModelMetadata, pipeline: Any, x: pd.DataFrame, y: pd.Series
+) -> evaluate.Evaluation | None:
     if len(x) == 0:
         return None
     if meta.task == "classification":
-        return evaluate.classification(y.tolist(), pipeline.predict(x).tolist(),
-                                       pipeline.predict_proba(x), pipeline.classes_.tolist())
+        return evaluate.classification(
+            y.tolist(),
+            pipeline.predict(x).tolist(),
+            pipeline.predict_proba(x),
+            pipeline.classes_.tolist(),
+        )
     return evaluate.regression(y, pipeline.predict(x))
 
 

@@ -14,8 +14,10 @@ TARGET = "churned"
 NUMERIC = {
     # name: (mean, std) of the unshifted distribution, used to express shifts in std units
     "age": (41.0, 12.0),
-    "income": (float(np.exp(10.5 + 0.5**2 / 2)), float(np.exp(10.5 + 0.5**2 / 2)
-                                                        * np.sqrt(np.exp(0.5**2) - 1))),
+    "income": (
+        float(np.exp(10.5 + 0.5**2 / 2)),
+        float(np.exp(10.5 + 0.5**2 / 2) * np.sqrt(np.exp(0.5**2) - 1)),
+    ),
     "tenure_months": (24.0, 24.0),
     "sessions_per_week": (5.0, float(np.sqrt(5.0))),
     "support_tickets": (1.0, 1.0),
@@ -96,8 +98,12 @@ def _logit(df: pd.DataFrame, concept: int) -> np.ndarray:
     )
 
 
-def generate(rows: int, seed: int | np.random.Generator = 0, shift: Shift | None = None,
-             with_target: bool = True) -> pd.DataFrame:
+def generate(
+    rows: int,
+    seed: int | np.random.Generator = 0,
+    shift: Shift | None = None,
+    with_target: bool = True,
+) -> pd.DataFrame:
     """Draw `rows` rows; the same seed and shift give the same frame."""
     shift = shift or Shift()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

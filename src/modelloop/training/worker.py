@@ -13,6 +13,7 @@ import time
 from types import FrameType
 
 from pydantic import Field
+from threadpoolctl import threadpool_limits
 
 from modelloop.store.database import Database, open_database
 from modelloop.store.errors import StoreError
@@ -31,22 +32,39 @@ class TrainerSettings(StoreSettings):
     """`MODELLOOP_TRAINER_*` settings of the trainer worker."""
 
     trainer_poll: float = Field(default=2.0, gt=0, description="seconds between job claims")
-    trainer_lease: float = Field(default=600.0, gt=1, description="a job is re-claimed this "
-                                 "long after its trainer stopped renewing it")
-    trainer_base_share: float = Field(default=1.0, ge=0, description="base data and older "
-                                      "traffic, together, count this much of the fresh traffic")
-    trainer_stale_base_share: float = Field(default=0.0, ge=0, description="the same once the "
-                                            "concept has changed (the champion fell on fresh "
-                                            "traffic)")
-    trainer_recent_rows: int = Field(default=2000, gt=0, description="newest labelled "
-                                     "predictions trained on at full weight")
-    trainer_wait_seconds: float = Field(default=300.0, ge=0, description="how long a job waits "
-                                        "for recent_rows predictions labelled after it was "
-                                        "queued (fresh evidence) before it trains on what is "
-                                        "there")
+    trainer_lease: float = Field(
+        default=600.0,
+        gt=1,
+        description="a job is re-claimed this long after its trainer stopped renewing it",
+    )
+    trainer_base_share: float = Field(
+        default=1.0,
+        ge=0,
+        description="base data and older traffic, together, count this much of the fresh traffic",
+    )
+    trainer_stale_base_share: float = Field(
+        default=0.0,
+        ge=0,
+        description="the same once the concept has changed (the champion fell on fresh traffic)",
+    )
+    trainer_recent_rows: int = Field(
+        default=2000, gt=0, description="newest labelled predictions trained on at full weight"
+    )
+    trainer_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="how long a job waits "
+        "for recent_rows predictions labelled after it was "
+        "queued (fresh evidence) before it trains on what is "
+        "there",
+    )
     trainer_min_traffic_rows: int = Field(default=300, gt=0)
-    trainer_recent_share: float = Field(default=0.2, gt=0, lt=1, description="newest share of "
-                                        "labelled traffic held out to judge both models")
+    trainer_recent_share: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="newest share of labelled traffic held out to judge both models",
+    )
     trainer_max_test_regression: float = Field(default=0.05, ge=0)
     trainer_min_gain: float = Field(default=0.0, ge=0)
 
@@ -94,8 +112,14 @@ class Trainer:
             stop.wait(min(5.0, self.settings.trainer_wait_seconds))
 
     def run_job(self, job: Job, stop: threading.Event | None = None) -> None:
-        log.info("job %d: retrain %s (%s: %s), attempt %d", job.id, job.model, job.trigger,
-                 job.reason, job.attempts)
+        log.info(
+            "job %d: retrain %s (%s: %s), attempt %d",
+            job.id,
+            job.model,
+            job.trigger,
+            job.reason,
+            job.attempts,
+        )
         done = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(job, done), daemon=True)
         renewer.start()
@@ -103,26 +127,47 @@ class Trainer:
             fresh = self._wait_for_labels(job, stop or threading.Event())
             log.info("job %d: %d predictions labelled since it was queued", job.id, fresh)
             trigger = job.trigger if job.trigger in ("drift", "performance", "admin") else "admin"
-            outcome = retrain(self.registry, self.db, job.model, trigger,  # type: ignore[arg-type]
-                              self.worker, self.settings.retrain_config(), progress=log.info)
+            # One training thread: the trainer shares the machine with the service and the
+            # monitor, and HistGradientBoosting's threads fight them for the cores.
+            with threadpool_limits(limits=1):
+                outcome = retrain(
+                    self.registry,
+                    self.db,
+                    job.model,
+                    trigger,  # type: ignore[arg-type]
+                    self.worker,
+                    self.settings.retrain_config(),
+                    progress=log.info,
+                )
         except (TrainingError, StoreError, ValueError) as e:
             done.set()
             self.jobs.finish(job.id, self.worker, error=str(e))
-            self.events.record(job.model, "retrain_failed", self.worker,
-                               {"job": job.id, "error": str(e)})
+            self.events.record(
+                job.model, "retrain_failed", self.worker, {"job": job.id, "error": str(e)}
+            )
             log.error("job %d failed: %s", job.id, e)
             return
         finally:
             done.set()
-        result = {"version": outcome.metadata.version, "promoted": outcome.promoted,
-                  "decision": outcome.decision, **outcome.numbers}
+        result = {
+            "version": outcome.metadata.version,
+            "promoted": outcome.promoted,
+            "decision": outcome.decision,
+            **outcome.numbers,
+        }
         self.jobs.finish(job.id, self.worker, result=result)
         self.events.record(job.model, "retrain", self.worker, {"job": job.id, **result})
         if outcome.promoted:
-            self.events.record(job.model, "promote", self.worker,
-                               {"to_version": outcome.metadata.version,
-                                "from_version": outcome.numbers["champion"]["version"],
-                                "reason": outcome.decision})
+            self.events.record(
+                job.model,
+                "promote",
+                self.worker,
+                {
+                    "to_version": outcome.metadata.version,
+                    "from_version": outcome.numbers["champion"]["version"],
+                    "reason": outcome.decision,
+                },
+            )
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -138,8 +183,9 @@ class Trainer:
 
 
 def run_trainer(settings: TrainerSettings) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     db = open_database(settings.database)
     trainer = Trainer(settings, db, Registry(settings.registry_dir))
     stop = threading.Event()
