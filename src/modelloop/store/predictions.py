@@ -1,6 +1,8 @@
 """The prediction log and the feedback that labels it."""
 
 import time
+
+import orjson
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
@@ -36,14 +38,48 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[An
     return len(conn.execute(stmt, list(rows)).all())
 
 
+LOG_COLUMNS = ("id", "ts", "model", "version", "features", "output", "latency_ms")
+
+
 class PredictionLog:
     def __init__(self, db: Database) -> None:
         self.db = db
+        dialect = db.engine.dialect
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        compiled = (
+            insert(predictions)
+            .on_conflict_do_nothing()
+            .compile(dialect=dialect, column_keys=list(LOG_COLUMNS))
+        )
+        # The log is the one table written at request rate: its insert is compiled once and
+        # run as the driver's own executemany, with the JSON encoded here by orjson.
+        self._insert_sql = str(compiled)
+        self._order = [p for p in (compiled.positiontup or [])] if compiled.positional else None
 
     def write(self, rows: Sequence[LogRow]) -> int:
-        """Commit a batch; rows whose id is already logged are skipped (replays are safe)."""
+        """Commit a batch; rows whose id is already logged are skipped (replays are safe).
+        Returns the rows inserted."""
+        if not rows:
+            return 0
+        dumps = orjson.dumps
+        params: list[Any] = [
+            {
+                "id": r["id"],
+                "ts": r["ts"],
+                "model": r["model"],
+                "version": r["version"],
+                "features": dumps(r["features"]).decode(),
+                "output": dumps(r["output"]).decode(),
+                "latency_ms": r["latency_ms"],
+            }
+            for r in rows
+        ]
+        if self._order is not None:
+            order = self._order
+            params = [tuple(p[k] for k in order) for p in params]
         with self.db.engine.begin() as conn:
-            return insert_ignoring_duplicates(conn, predictions, rows)
+            result = conn.exec_driver_sql(self._insert_sql, params)
+            return int(result.rowcount)
 
     def count(self, model: str | None = None) -> int:
         q = select(func.count()).select_from(predictions)
