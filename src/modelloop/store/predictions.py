@@ -1,11 +1,10 @@
 """The prediction log and the feedback that labels it."""
 
 import time
-
-import orjson
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
+import orjson
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
