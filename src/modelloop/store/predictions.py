@@ -53,7 +53,7 @@ class PredictionLog:
         # The log is the one table written at request rate: its insert is compiled once and
         # run as the driver's own executemany, with the JSON encoded here by orjson.
         self._insert_sql = str(compiled)
-        self._order = [p for p in (compiled.positiontup or [])] if compiled.positional else None
+        self._order = list(compiled.positiontup or []) if compiled.positional else None
 
     def write(self, rows: Sequence[LogRow]) -> int:
         """Commit a batch; rows whose id is already logged are skipped (replays are safe).
