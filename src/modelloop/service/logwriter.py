@@ -89,9 +89,13 @@ class LogWriter:
                     f.set_result(None)
 
     def _take(self) -> list[LogRow]:
+        """Up to `batch_rows` rows when the writer keeps up (short commits, short GIL holds);
+        when a backlog builds, larger commits (up to 16x) cost less per row."""
+        limit = self.batch_rows * 16 if len(self._rows) > self.batch_rows * 2 else self.batch_rows
         batch: list[LogRow] = []
-        while self._rows and len(batch) < self.batch_rows:
-            batch.append(self._rows.popleft())
+        popleft = self._rows.popleft
+        while self._rows and len(batch) < limit:
+            batch.append(popleft())
         return batch
 
     def _commit(self, batch: list[LogRow]) -> None:

@@ -1,7 +1,6 @@
 """The v1 JSON API: predict, feedback, and the models' descriptions."""
 
 import asyncio
-import time
 from typing import Any
 
 import orjson
@@ -9,12 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from modelloop.service import api_schema as schema
-from modelloop.service.body import read_json
-from modelloop.service.errors import NotFound, PayloadTooLarge, ServiceError, Unprocessable
-from modelloop.service.models import Slot
+from modelloop.service.errors import NotFound
+from modelloop.service.predict import Predictor
 from modelloop.service.state import Service
 from modelloop.store.errors import StoreError
-from modelloop.store.predictions import LogRow
 
 JSON = "application/json"
 
@@ -23,94 +20,9 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type=JSON)
 
 
-UNKNOWN_MODEL = "_unknown"  # not a valid model name, so it never collides with one
-
-
-def metric_model(service: Service, model: str) -> str:
-    """The `model` label: the name if it is served, else one fixed value, so that callers
-    asking for made-up names cannot grow the metrics without bound."""
-    return model if model in service.models.active else UNKNOWN_MODEL
-
-
-def _instances(body: Any, max_instances: int) -> tuple[list[Any], list[str] | None]:
-    if type(body) is not dict:
-        raise Unprocessable('body must be an object like {"instances": [{...}]}')
-    instances = body.get("instances")
-    if type(instances) is not list:
-        raise Unprocessable('"instances" must be a list of objects, one per row')
-    if not instances:
-        raise Unprocessable('"instances" is empty; send at least one row')
-    if len(instances) > max_instances:
-        raise PayloadTooLarge(
-            f"{len(instances)} instances is more than the limit of {max_instances} per request"
-        )
-    extra = set(body) - {"instances", "ids"}
-    if extra:
-        raise Unprocessable(f"unknown field {sorted(extra)[0]!r}; expected instances and ids")
-    ids = body.get("ids")
-    if ids is None:
-        return instances, None
-    if type(ids) is not list or len(ids) != len(instances):
-        raise Unprocessable('"ids" must be a list with one id per instance')
-    for i, pid in enumerate(ids):
-        if type(pid) is not str or not 0 < len(pid) <= 128:
-            raise Unprocessable(f"ids[{i}] must be a string of 1 to 128 characters")
-    if len(set(ids)) != len(ids):
-        raise Unprocessable('"ids" must be unique within a request')
-    return instances, ids
-
-
-def v1_router(service: Service) -> APIRouter:
+def v1_router(service: Service, predictor: Predictor) -> APIRouter:
     router = APIRouter()
-    settings = service.settings
     metrics = service.metrics
-    requests = metrics.requests
-    seconds = metrics.request_seconds
-
-    async def _predict(request: Request, model: str, slot_of: Any, endpoint: str) -> Response:
-        start = time.perf_counter()
-        code = 500
-        version = ""
-        try:
-            body = await read_json(request)
-            instances, ids = _instances(body, settings.max_instances)
-            slot: Slot = await slot_of()
-            served = slot.served
-            version = served.version_label
-            columns = served.schema.columns(instances)
-            n = len(instances)
-            outputs = await slot.batcher.predict(columns, n)
-            if ids is None:
-                ids = service.ids.take(n)
-            now = time.time()
-            latency = (time.perf_counter() - start) * 1000.0
-            formatted = served.format(outputs)
-            name, number = served.name, served.version
-            rows: list[LogRow] = [
-                {
-                    "id": pid,
-                    "ts": now,
-                    "model": name,
-                    "version": number,
-                    "features": instance,
-                    "output": out,
-                    "latency_ms": latency,
-                }
-                for pid, instance, out in zip(ids, instances, formatted, strict=True)
-            ]
-            preds = [{"id": pid, **out} for pid, out in zip(ids, formatted, strict=True)]
-            await service.log.put(rows)
-            code = 200
-            return json_response(
-                {"model": served.name, "version": served.version, "predictions": preds}
-            )
-        except ServiceError as e:
-            code = e.status
-            raise
-        finally:
-            label = metric_model(service, model)
-            requests.labels(label, version, endpoint, str(code)).inc()
-            seconds.labels(label, endpoint).observe(time.perf_counter() - start)
 
     @router.post(
         "/v1/models/{model}/predict",
@@ -120,10 +32,10 @@ def v1_router(service: Service) -> APIRouter:
         responses=schema.PREDICT_RESPONSES,
     )
     async def predict(model: str, request: Request) -> Response:
-        async def slot() -> Slot:
-            return service.models.get(model)
-
-        return await _predict(request, model, slot, "predict")
+        reply = await predictor.v1(
+            model, None, await request.body(), request.headers.get("content-type")
+        )
+        return Response(reply.body, media_type=reply.media_type)
 
     @router.post(
         "/v1/models/{model}/versions/{version}/predict",
@@ -133,10 +45,10 @@ def v1_router(service: Service) -> APIRouter:
         responses=schema.PREDICT_RESPONSES,
     )
     async def predict_version(model: str, version: int, request: Request) -> Response:
-        async def slot() -> Slot:
-            return await service.models.get_version(model, version)
-
-        return await _predict(request, model, slot, "predict_version")
+        reply = await predictor.v1(
+            model, version, await request.body(), request.headers.get("content-type")
+        )
+        return Response(reply.body, media_type=reply.media_type)
 
     @router.post(
         "/v1/feedback",

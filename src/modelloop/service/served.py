@@ -72,7 +72,11 @@ class ServedModel:
         if outputs.probabilities is None:
             return [{"value": v} for v in outputs.labels]
         keys = self.class_keys
+        pairs = zip(outputs.labels, outputs.probabilities, strict=True)
+        if len(keys) == 2:  # the common case, without a zip per row
+            k0, k1 = keys
+            return [{"label": label, "probabilities": {k0: p[0], k1: p[1]}} for label, p in pairs]
         return [
-            {"label": label, "probabilities": dict(zip(keys, proba, strict=True))}
-            for label, proba in zip(outputs.labels, outputs.probabilities, strict=True)
+            {"label": label, "probabilities": dict(zip(keys, p, strict=True))}
+            for label, p in pairs
         ]

@@ -23,17 +23,19 @@ class ServiceSettings(StoreSettings):
         "0: merge only what is already waiting (no added latency)",
     )
     inline_rows: int = Field(
-        default=64,
+        default=1000,
         gt=0,
-        description="ONNX calls up to this many rows run "
-        "on the event loop; larger ones go to a worker thread",
+        description="ONNX calls up to this many rows run on the event loop, larger ones in a "
+        "worker thread; measured: a thread hop per 256-row call cost ~10 % throughput and "
+        "doubled p99, so by default every call up to the instance limit runs inline",
     )
     log_queue_rows: int = Field(
         default=100_000,
         gt=0,
         description="rows waiting to be written before requests wait for the writer (backpressure)",
     )
-    log_batch_rows: int = Field(default=2_000, gt=0)
+    log_batch_rows: int = Field(default=250, gt=0, description="rows per commit; small "
+                                "commits keep the writer from holding the GIL for long")
     log_flush_seconds: float = Field(default=0.2, gt=0)
     loaded_versions: int = Field(default=4, gt=0, description="non-active versions kept loaded")
     onnx_threads: int = Field(default=1, gt=0)

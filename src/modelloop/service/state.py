@@ -1,6 +1,5 @@
 """Everything the routes share, built once by `create_app` and passed to each router."""
 
-import itertools
 import secrets
 from dataclasses import dataclass, field
 
@@ -20,11 +19,13 @@ class IdMaker:
 
     def __init__(self) -> None:
         self.prefix = secrets.token_hex(6)
-        self._counter = itertools.count(1)
+        self._next = 1
 
     def take(self, n: int) -> list[str]:
         p = self.prefix
-        return [f"{p}-{next(self._counter):x}" for _ in range(n)]
+        start = self._next
+        self._next = start + n
+        return [f"{p}-{i:x}" for i in range(start, start + n)]
 
 
 @dataclass

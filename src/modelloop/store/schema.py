@@ -40,7 +40,6 @@ predictions = Table(
     Column("output", JSON, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Index("ix_predictions_model_seq", "model", "seq"),
-    Index("ix_predictions_ts", "ts"),
 )
 
 feedback = Table(

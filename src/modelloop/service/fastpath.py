@@ -1,0 +1,107 @@
+"""A pure-ASGI fast path for the four prediction routes.
+
+FastAPI's routing, request and response objects cost more than the model does for one row, so
+`POST /v1/models/{m}[/versions/{v}]/predict` and `POST /v2/models/{m}[/versions/{v}]/infer` are
+answered here, by the same `Predictor` the FastAPI routes call. Everything else (and any path
+this does not recognise exactly) goes on to the FastAPI app, which also documents these routes.
+"""
+
+import logging
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from modelloop.service.errors import PayloadTooLarge, ServiceError
+from modelloop.service.predict import Predictor, Reply
+
+log = logging.getLogger("modelloop.service")
+
+
+def match(path: str) -> tuple[str, str, str | None] | None:
+    """(kind, model, version) for a prediction route, else None."""
+    parts = path.split("/")
+    n = len(parts)
+    if n not in (5, 7) or parts[0] != "" or parts[2] != "models":
+        return None
+    api, last = parts[1], parts[-1]
+    if (api, last) == ("v1", "predict"):
+        kind = "predict"
+    elif (api, last) == ("v2", "infer"):
+        kind = "infer"
+    else:
+        return None
+    if n == 5:
+        return kind, parts[3], None
+    if parts[4] != "versions" or not parts[5].isdigit():
+        return None
+    return kind, parts[3], parts[5]
+
+
+class FastPath:
+    def __init__(self, app: ASGIApp, predictor: Predictor, limit: int) -> None:
+        self.app = app
+        self.predictor = predictor
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        route = match(scope["path"])
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        kind, model, version = route
+        ctype = header_length = length = None
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                ctype = value.decode("latin-1")
+            elif key == b"content-length":
+                length = value
+            elif key == b"inference-header-content-length":
+                header_length = value.decode("latin-1")
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                raise PayloadTooLarge(
+                    f"request body is larger than the limit of {self.limit} bytes"
+                )
+            body = await self._body(receive)
+            if kind == "predict":
+                reply = await self.predictor.v1(
+                    model, None if version is None else int(version), body, ctype
+                )
+            else:
+                reply = await self.predictor.infer(model, version, body, header_length)
+            status = 200
+        except ServiceError as e:
+            status, reply = e.status, Reply(orjson.dumps({"error": e.message}))
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            status, reply = 500, Reply(orjson.dumps({"error": "internal error"}))
+        headers = [
+            (b"content-type", reply.media_type.encode()),
+            (b"content-length", str(len(reply.body)).encode()),
+            *((k.encode(), v.encode()) for k, v in reply.headers.items()),
+        ]
+        if status == 413:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise PayloadTooLarge(
+                    f"request body is larger than the limit of {self.limit} bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

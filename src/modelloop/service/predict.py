@@ -1,0 +1,264 @@
+"""The two hot paths, v1 predict and OIP infer, from raw body to response bytes.
+
+The FastAPI routes and the ASGI fast path (`fastpath.py`) both call these, so a request is
+handled the same way whichever way it came in.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelloop.service import oip
+from modelloop.service.body import check_content_type, parse_json
+from modelloop.service.errors import NotFound, PayloadTooLarge, ServiceError, Unprocessable
+from modelloop.service.models import Slot
+from modelloop.service.served import Outputs, ServedModel
+from modelloop.service.state import Service
+from modelloop.store.predictions import LogRow
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: bytes
+    media_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+UNKNOWN_MODEL = "_unknown"  # not a valid model name, so it never collides with one
+
+
+def metric_model(service: Service, model: str) -> str:
+    """The `model` label: the name if it is served, else one fixed value, so that callers
+    asking for made-up names cannot grow the metrics without bound."""
+    return model if model in service.models.active else UNKNOWN_MODEL
+
+
+def _instances(body: Any, max_instances: int) -> tuple[list[Any], list[str] | None]:
+    if type(body) is not dict:
+        raise Unprocessable('body must be an object like {"instances": [{...}]}')
+    instances = body.get("instances")
+    if type(instances) is not list:
+        raise Unprocessable('"instances" must be a list of objects, one per row')
+    if not instances:
+        raise Unprocessable('"instances" is empty; send at least one row')
+    if len(instances) > max_instances:
+        raise PayloadTooLarge(
+            f"{len(instances)} instances is more than the limit of {max_instances} per request"
+        )
+    extra = set(body) - {"instances", "ids"}
+    if extra:
+        raise Unprocessable(f"unknown field {sorted(extra)[0]!r}; expected instances and ids")
+    ids = body.get("ids")
+    if ids is None:
+        return instances, None
+    if type(ids) is not list or len(ids) != len(instances):
+        raise Unprocessable('"ids" must be a list with one id per instance')
+    for i, pid in enumerate(ids):
+        if type(pid) is not str or not 0 < len(pid) <= 128:
+            raise Unprocessable(f"ids[{i}] must be a string of 1 to 128 characters")
+    if len(set(ids)) != len(ids):
+        raise Unprocessable('"ids" must be unique within a request')
+    return instances, ids
+
+
+def _columns(served: ServedModel, req: oip.InferRequest) -> list[list[Any]]:
+    names = served.schema.names
+    missing = [n for n in names if n not in req.inputs]
+    if missing:
+        raise Unprocessable(f"missing input {missing[0]!r}; the model takes {', '.join(names)}")
+    unknown = sorted(set(req.inputs) - set(names))
+    if unknown:
+        raise Unprocessable(f"unknown input {unknown[0]!r}; the model takes {', '.join(names)}")
+    cols: list[list[Any]] = []
+    for name, numeric in zip(names, served.schema.numeric, strict=True):
+        arr = req.inputs[name]
+        if numeric:
+            cols.append(oip.numeric_column(name, arr))
+        else:
+            if arr.dtype != object:
+                raise Unprocessable(f"input {name!r} is categorical; send BYTES")
+            cols.append(arr.tolist())
+    return cols
+
+
+def _tensors(
+    served: ServedModel, outputs: Outputs, rows: int
+) -> list[tuple[str, str, list[int], np.ndarray]]:
+    names = served.metadata.outputs
+    if served.classification:
+        labels = np.asarray(outputs.labels)
+        label_type = "BYTES" if labels.dtype.kind in "OUS" else "INT64"
+        proba = np.asarray(outputs.probabilities, dtype=np.float32)
+        return [
+            (names[0], label_type, [rows], labels),
+            (names[1], "FP32", list(proba.shape), proba),
+        ]
+    values = np.asarray(outputs.labels, dtype=np.float32).reshape(rows, 1)
+    return [(names[0], "FP32", [rows, 1], values)]
+
+
+def _respond(
+    served: ServedModel, req: oip.InferRequest, outputs: Outputs, rid: str, ids: list[str]
+) -> Reply:
+    tensors = _tensors(served, outputs, req.rows)
+    if req.outputs is not None:
+        known = {t[0] for t in tensors}
+        for name in req.outputs:
+            if name not in known:
+                raise Unprocessable(f"unknown output {name!r}; outputs are {sorted(known)}")
+        tensors = [t for t in tensors if t[0] in req.outputs]
+    out_json: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, dtype, shape, arr in tensors:
+        entry: dict[str, Any] = {"name": name, "datatype": dtype, "shape": shape}
+        if req.binary_all or name in req.binary_outputs:
+            blob = (
+                oip.encode_bytes([str(v) for v in arr.ravel().tolist()])
+                if dtype == "BYTES"
+                else np.ascontiguousarray(arr, dtype=oip.NUMPY_OF[dtype]).tobytes()
+            )
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = (
+                [str(v) for v in arr.ravel().tolist()]
+                if dtype == "BYTES"
+                else (arr.ravel().tolist())
+            )
+        out_json.append(entry)
+    header = orjson.dumps(
+        {
+            "model_name": served.name,
+            "model_version": served.version_label,
+            "id": rid,
+            "parameters": {"prediction_ids": ",".join(ids)},
+            "outputs": out_json,
+        }
+    )
+    if not blobs:
+        return Reply(header)
+    return Reply(
+        header + b"".join(blobs),
+        "application/octet-stream",
+        {"inference-header-content-length": str(len(header))},
+    )
+
+
+class Predictor:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.requests = service.metrics.requests
+        self.seconds = service.metrics.request_seconds
+
+    async def _slot(self, model: str, version: int | str | None) -> Slot:
+        if version is None:
+            return self.service.models.get(model)
+        if isinstance(version, str):
+            if not version.isdigit():
+                raise NotFound(f"model {model!r} has no version {version!r}")
+            version = int(version)
+        return await self.service.models.get_version(model, version)
+
+    def _count(self, model: str, version: str, endpoint: str, code: int, start: float) -> None:
+        label = metric_model(self.service, model)
+        self.requests.labels(label, version, endpoint, str(code)).inc()
+        self.seconds.labels(label, endpoint).observe(time.perf_counter() - start)
+
+    async def v1(
+        self, model: str, version: int | None, raw: bytes, content_type: str | None
+    ) -> Reply:
+        start = time.perf_counter()
+        endpoint = "predict" if version is None else "predict_version"
+        code, version_label = 500, ""
+        try:
+            check_content_type(content_type)
+            instances, ids = _instances(parse_json(raw), self.settings.max_instances)
+            slot = await self._slot(model, version)
+            served = slot.served
+            version_label = served.version_label
+            columns = served.schema.columns(instances)
+            n = len(instances)
+            outputs = await slot.batcher.predict(columns, n)
+            if ids is None:
+                ids = self.service.ids.take(n)
+            now = time.time()
+            latency = (time.perf_counter() - start) * 1000.0
+            formatted = served.format(outputs)
+            name, number = served.name, served.version
+            rows: list[LogRow] = [
+                {
+                    "id": pid,
+                    "ts": now,
+                    "model": name,
+                    "version": number,
+                    "features": instance,
+                    "output": out,
+                    "latency_ms": latency,
+                }
+                for pid, instance, out in zip(ids, instances, formatted, strict=True)
+            ]
+            preds = [{"id": pid, **out} for pid, out in zip(ids, formatted, strict=True)]
+            await self.service.log.put(rows)
+            code = 200
+            return Reply(orjson.dumps({"model": name, "version": number, "predictions": preds}))
+        except ServiceError as e:
+            code = e.status
+            raise
+        finally:
+            self._count(model, version_label, endpoint, code, start)
+
+    async def infer(
+        self, model: str, version: str | None, raw: bytes, header_length: str | None
+    ) -> Reply:
+        start = time.perf_counter()
+        code, version_label = 500, ""
+        try:
+            req = oip.parse_request(raw, header_length)
+            if req.rows > self.settings.max_instances:
+                raise PayloadTooLarge(
+                    f"{req.rows} rows is more than the limit of "
+                    f"{self.settings.max_instances} per request"
+                )
+            slot = await self._slot(model, version)
+            served = slot.served
+            version_label = served.version_label
+            columns = _columns(served, req)
+            outputs = await slot.batcher.predict(columns, req.rows)
+            rid = req.id or self.service.ids.take(1)[0]
+            ids = [f"{rid}:{i}" for i in range(req.rows)]
+            now = time.time()
+            latency = (time.perf_counter() - start) * 1000.0
+            names = served.schema.names
+            formatted = served.format(outputs)
+            rows: list[LogRow] = []
+            for i in range(req.rows):
+                feats = {
+                    n: (None if isinstance(c[i], float) and c[i] != c[i] else c[i])
+                    for n, c in zip(names, columns, strict=True)
+                }
+                rows.append(
+                    {
+                        "id": ids[i],
+                        "ts": now,
+                        "model": served.name,
+                        "version": served.version,
+                        "features": feats,
+                        "output": formatted[i],
+                        "latency_ms": latency,
+                    }
+                )
+            reply = _respond(served, req, outputs, rid, ids)
+            await self.service.log.put(rows)
+            code = 200
+            return reply
+        except ServiceError as e:
+            code = e.status
+            raise
+        finally:
+            self._count(model, version_label, "infer", code, start)
