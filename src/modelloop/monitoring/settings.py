@@ -6,7 +6,7 @@ from modelloop.store.settings import StoreSettings
 class MonitorSettings(StoreSettings):
     """`MODELLOOP_MONITOR_*` (and the shared store) settings of the monitor worker."""
 
-    monitor_host: str = "127.0.0.1"
+    monitor_host: str = Field(default="127.0.0.1", description="address of /metrics")
     monitor_port: int = Field(default=8001, ge=0, le=65535, description="/metrics port")
     monitor_interval: float = Field(default=5.0, gt=0, description="seconds between passes")
     window_rows: int = Field(default=1000, gt=0, description="rows that close a window")
@@ -27,21 +27,29 @@ class MonitorSettings(StoreSettings):
     persistence: int = Field(
         default=2, ge=1, description="flagged windows in a row that make drift"
     )
-    performance_margin: float = Field(default=0.05, ge=0)
-    min_labels: int = Field(default=200, gt=0)
+    performance_margin: float = Field(
+        default=0.05,
+        ge=0,
+        description="retrain when live performance is this much below the version's test metric",
+    )
+    min_labels: int = Field(
+        default=200, gt=0, description="labelled predictions needed to judge live performance"
+    )
     live_rows: int = Field(
         default=1000,
         gt=0,
         description="latest labelled predictions that live metrics are computed on",
     )
-    cooldown_seconds: float = Field(default=600.0, ge=0)
+    cooldown_seconds: float = Field(
+        default=600.0, ge=0, description="no new trigger this long after a retrain ended"
+    )
     settle_seconds: float = Field(
         default=1.0,
         ge=0,
         description="rows younger than this are "
         "read on a later pass (commits may land out of order)",
     )
-    chunk_rows: int = Field(default=20_000, gt=0)
+    chunk_rows: int = Field(default=20_000, gt=0, description="log rows read per query")
     report_seconds: float = Field(
         default=10.0, ge=0, description="least time between rewrites of the HTML report page"
     )

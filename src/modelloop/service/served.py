@@ -77,6 +77,5 @@ class ServedModel:
             k0, k1 = keys
             return [{"label": label, "probabilities": {k0: p[0], k1: p[1]}} for label, p in pairs]
         return [
-            {"label": label, "probabilities": dict(zip(keys, p, strict=True))}
-            for label, p in pairs
+            {"label": label, "probabilities": dict(zip(keys, p, strict=True))} for label, p in pairs
         ]

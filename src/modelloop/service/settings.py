@@ -6,15 +6,17 @@ from modelloop.store.settings import StoreSettings
 class ServiceSettings(StoreSettings):
     """`MODELLOOP_*` settings of the HTTP service."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="HTTP port")
     admin_token: SecretStr | None = Field(default=None, description="no token: admin API off")
     poll_interval: float = Field(
         default=2.0, gt=0, description="seconds between checks of the registry's active pointers"
     )
-    max_body_bytes: int = Field(default=1 << 20, gt=0)
-    max_instances: int = Field(default=1000, gt=0)
-    batching: bool = True
+    max_body_bytes: int = Field(default=1 << 20, gt=0, description="larger bodies get 413")
+    max_instances: int = Field(default=1000, gt=0, description="more rows in one request get 413")
+    batching: bool = Field(
+        default=True, description="merge concurrent requests' rows into one ONNX call"
+    )
     max_batch_rows: int = Field(default=256, gt=0, description="rows merged into one ONNX call")
     max_batch_wait_ms: float = Field(
         default=0.0,
@@ -34,8 +36,13 @@ class ServiceSettings(StoreSettings):
         gt=0,
         description="rows waiting to be written before requests wait for the writer (backpressure)",
     )
-    log_batch_rows: int = Field(default=250, gt=0, description="rows per commit; small "
-                                "commits keep the writer from holding the GIL for long")
-    log_flush_seconds: float = Field(default=0.2, gt=0)
+    log_batch_rows: int = Field(
+        default=250,
+        gt=0,
+        description="rows per commit; small commits keep the writer from holding the GIL for long",
+    )
+    log_flush_seconds: float = Field(
+        default=0.2, gt=0, description="longest a logged row waits before its commit"
+    )
     loaded_versions: int = Field(default=4, gt=0, description="non-active versions kept loaded")
-    onnx_threads: int = Field(default=1, gt=0)
+    onnx_threads: int = Field(default=1, gt=0, description="ONNX Runtime intra-op threads")

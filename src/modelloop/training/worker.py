@@ -58,15 +58,26 @@ class TrainerSettings(StoreSettings):
         "queued (fresh evidence) before it trains on what is "
         "there",
     )
-    trainer_min_traffic_rows: int = Field(default=300, gt=0)
+    trainer_min_traffic_rows: int = Field(
+        default=300, gt=0, description="fewer labelled predictions: judge on the test split only"
+    )
     trainer_recent_share: float = Field(
         default=0.2,
         gt=0,
         lt=1,
         description="newest share of labelled traffic held out to judge both models",
     )
-    trainer_max_test_regression: float = Field(default=0.05, ge=0)
-    trainer_min_gain: float = Field(default=0.0, ge=0)
+    trainer_max_test_regression: float = Field(
+        default=0.05,
+        ge=0,
+        description="largest drop on the original test split a challenger "
+        "may show (waived when the champion fell on recent data)",
+    )
+    trainer_min_gain: float = Field(
+        default=0.0,
+        ge=0,
+        description="how much a challenger must beat the champion by on recent labelled data",
+    )
 
     def retrain_config(self) -> RetrainConfig:
         return RetrainConfig(
