@@ -2,7 +2,7 @@
 # Installs the system tools that tests use (as root, when missing) and starts PostgreSQL.
 set -euo pipefail
 need=()
-for tool in promtool:prometheus; do
+for tool in promtool:prometheus chromium:chromium; do
   cmd=${tool%%:*}; pkg=${tool##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -181,7 +181,7 @@ def test_the_report_page_renders_its_charts_in_a_browser(
     page = wait_for(
         lambda: (
             (r := httpx.get(f"{loop.url}/v1/models/{MODEL}/report", timeout=5)).status_code == 200
-            and "Live performance" in r.text
+            and 'class="curbar"' in r.text
             and r.text
         ),
         30,
