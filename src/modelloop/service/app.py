@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import modelloop
@@ -24,6 +25,7 @@ from modelloop.service.routes_oip import oip_router
 from modelloop.service.routes_reports import reports_router
 from modelloop.service.routes_v1 import json_response, v1_router
 from modelloop.service.settings import ServiceSettings
+from modelloop.service.spool import Spool
 from modelloop.service.state import Service
 from modelloop.store.database import Database
 from modelloop.store.events import Events
@@ -61,6 +63,7 @@ def create_app(
             settings.log_queue_rows,
             settings.log_batch_rows,
             settings.log_flush_seconds,
+            Spool(settings.home / "spool"),
         ),
         predictions=predictions,
         jobs=JobQueue(db),
@@ -104,6 +107,12 @@ def create_app(
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> Response:
         return json_response({"error": exc.message}, exc.status)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_down(_: Request, exc: SQLAlchemyError) -> Response:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("database error: %s", first)
+        return json_response({"error": f"database unavailable, try again: {first[:200]}"}, 503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:

@@ -1,7 +1,9 @@
 """The prediction log writer: requests enqueue rows, a background thread commits them in batches.
 
 The queue is bounded: when it is full, requests wait for room (backpressure) instead of rows
-being dropped. `drain()` flushes everything before the process exits.
+being dropped. When the database refuses a batch, the batch goes to the spool on local disk and
+serving goes on; the writer replays the spool once the database answers again. `drain()`
+flushes everything (to the database, or to the spool) before the process exits.
 """
 
 import asyncio
@@ -12,6 +14,7 @@ import time
 from typing import Any
 
 from modelloop.service.metrics import ServiceMetrics
+from modelloop.service.spool import Spool
 from modelloop.store.predictions import LogRow, PredictionLog
 
 log = logging.getLogger("modelloop.service.log")
@@ -25,8 +28,14 @@ class LogWriter:
         capacity: int,
         batch_rows: int,
         flush_seconds: float,
+        spool: Spool,
+        spool_retry_seconds: float = 2.0,
     ) -> None:
         self.sink = sink
+        self.spool = spool
+        self.spool_retry_seconds = spool_retry_seconds
+        self._next_replay = 0.0
+        self._spooled = 0
         self.metrics = metrics
         self.capacity = capacity
         self.batch_rows = batch_rows
@@ -99,22 +108,41 @@ class LogWriter:
         return batch
 
     def _commit(self, batch: list[LogRow]) -> None:
-        delay = 0.05
-        while True:
+        """Commit a batch, or spool it when the database refuses it twice."""
+        for attempt in range(2):
             try:
                 inserted = self.sink.write(batch)
-            except Exception as e:  # the database may be away; keep the rows and retry
+            except Exception as e:  # the database may be away; the rows must not be
                 self.metrics.log_write_errors.inc()
+                error = str(e).splitlines()[0] if str(e) else type(e).__name__
+                if attempt == 0:
+                    time.sleep(0.05)
+                    continue
+                path = self.spool.add(batch)
+                self._spooled += len(batch)
+                self.metrics.log_rows_spooled.inc(len(batch))
+                self._next_replay = time.monotonic() + self.spool_retry_seconds
                 log.warning(
-                    "prediction log write of %d rows failed, retrying: %s",
+                    "prediction log write of %d rows failed (%s); spooled to %s",
                     len(batch),
-                    str(e).splitlines()[0],
+                    error,
+                    path.name,
                 )
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
+                return
             self.metrics.log_rows_written.inc(inserted)
             return
+
+    def _replay(self, force: bool = False) -> None:
+        if not force and time.monotonic() < self._next_replay:
+            return
+        self._next_replay = time.monotonic() + self.spool_retry_seconds
+        if not self.spool.files():
+            return
+        read, inserted = self.spool.replay(self.sink)
+        if read:
+            self.metrics.log_rows_replayed.inc(read)
+            self.metrics.log_rows_written.inc(inserted)
+            log.info("replayed %d spooled log rows (%d new to the database)", read, inserted)
 
     def _run(self) -> None:
         assert self._loop is not None
@@ -126,6 +154,10 @@ class LogWriter:
                 self._commit(batch)
                 self._written += len(batch)
                 self._loop.call_soon_threadsafe(self._notify)
+            try:
+                self._replay(force=self._stop.is_set())
+            except OSError as e:
+                log.error("spool replay failed: %s", e)
             if self._stop.is_set() and not self._rows:
                 return
 
@@ -139,4 +171,9 @@ class LogWriter:
         log.info("prediction log drained: %d rows written", self._written)
 
     def stats(self) -> dict[str, Any]:
-        return {"enqueued": self._enqueued, "written": self._written, "depth": self.depth}
+        return {
+            "enqueued": self._enqueued,
+            "written": self._written,
+            "depth": self.depth,
+            "spooled": self._spooled,
+        }

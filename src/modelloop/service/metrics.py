@@ -91,6 +91,16 @@ class ServiceMetrics:
             "prediction log rows committed",
             registry=registry,
         )
+        self.log_rows_spooled = Counter(
+            "modelloop_log_rows_spooled",
+            "prediction log rows the database refused, kept on local disk",
+            registry=registry,
+        )
+        self.log_rows_replayed = Counter(
+            "modelloop_log_rows_replayed",
+            "spooled prediction log rows written back to the database",
+            registry=registry,
+        )
         self.log_write_errors = Counter(
             "modelloop_log_write_errors",
             "failed prediction log commits (retried)",

@@ -79,13 +79,13 @@ def create_db_engine(url: str) -> Engine:
             url,
             json_serializer=_json_dumps,
             json_deserializer=_json_loads,
-            connect_args={"timeout": 30, "check_same_thread": False},
+            connect_args={"timeout": 5, "check_same_thread": False},
         )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA busy_timeout=5000")
             _use_wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             # Checkpoint every ~40 MB of WAL rather than 4 MB: measured ~10 % more log
@@ -101,6 +101,8 @@ def create_db_engine(url: str) -> Engine:
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,
+        # fail fast when the server is away, so callers can spool or answer 503
+        connect_args={"connect_timeout": 5},
     )
 
 
