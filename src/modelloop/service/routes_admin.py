@@ -2,8 +2,10 @@
 
 import asyncio
 import hmac
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from modelloop.service import api_schema as schema
@@ -87,7 +89,9 @@ def admin_router(service: Service) -> APIRouter:
         return json_response({"jobs": [j.as_dict() for j in found]})
 
     @router.get("/jobs/{job_id}", response_model=schema.JobOut, summary="One job")
-    async def job(job_id: int, actor: str = Depends(authorise)) -> Response:
+    async def job(
+        job_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], actor: str = Depends(authorise)
+    ) -> Response:
         try:
             found = await asyncio.to_thread(service.jobs.get, job_id)
         except JobNotFound as e:

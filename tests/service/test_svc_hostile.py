@@ -1,0 +1,62 @@
+"""Hostile input: every case gets the right 4xx with a clear message, never a 500."""
+
+import json
+from typing import Any
+
+import pytest
+from service_helpers import ADMIN_TOKEN, MODEL, TestClient, assert_error, row
+
+
+def post(client: TestClient, raw: bytes, path: str = f"/v1/models/{MODEL}/predict") -> Any:
+    return client.post(path, content=raw, headers={"content-type": "application/json"})
+
+
+def test_deeply_nested_json_is_400(client: TestClient) -> None:
+    raw = b'{"instances":[' + b"[" * 5000 + b"]" * 5000 + b"]}"
+    assert_error(post(client, raw), 400, "not valid JSON")
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1" + b"0" * 400])
+def test_numbers_beyond_double_are_400(client: TestClient, number: bytes) -> None:
+    raw = json.dumps({"instances": [row(1)]}).encode().replace(b'"age": 32', b'"age": ' + number)
+    assert b'age": ' + number in raw
+    assert_error(post(client, raw), 400, "not valid JSON")
+
+
+def test_numbers_beyond_float32_are_422(client: TestClient) -> None:
+    body = {"instances": [dict(row(1), age=1e39)]}
+    assert_error(client.post(f"/v1/models/{MODEL}/predict", json=body), 422, "float32", "age")
+
+
+def test_unicode_categories_are_served_as_unknown_categories(client: TestClient) -> None:
+    body = {"instances": [dict(row(1), region="南部 🙂"), dict(row(1), region="x" * 10_000)]}
+    r = client.post(f"/v1/models/{MODEL}/predict", json=body)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["predictions"]) == 2
+
+
+def test_ten_megabyte_body_is_413(client: TestClient) -> None:
+    raw = b'{"instances":[' + b" " * (10 << 20) + b"]}"
+    assert_error(post(client, raw), 413, "limit")
+
+
+def test_huge_job_id_is_422_not_500(make_client: Any) -> None:
+    client = make_client(admin_token=ADMIN_TOKEN)
+    r = client.get(
+        "/v1/admin/jobs/99999999999999999999999", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert_error(r, 422, "job_id")
+
+
+def test_huge_version_is_404_not_500(client: TestClient) -> None:
+    assert_error(
+        post(
+            client,
+            json.dumps({"instances": [row(1)]}).encode(),
+            f"/v1/models/{MODEL}/versions/99999999999999999999/predict",
+        ),
+        404,
+        "no version",
+    )
+    r = client.get(f"/v2/models/{MODEL}/versions/99999999999999999999")
+    assert_error(r, 404, "no version")
