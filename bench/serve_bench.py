@@ -139,6 +139,7 @@ def prepare(work: Path) -> dict[str, Path]:
 CONFIGS: dict[str, dict[str, Any]] = {
     "modelloop batching": {"kind": "modelloop", "env": {"MODELLOOP_BATCHING": "true"}},
     "modelloop no batching": {"kind": "modelloop", "env": {"MODELLOOP_BATCHING": "false"}},
+    "modelloop durable": {"kind": "modelloop", "env": {"MODELLOOP_DURABLE": "true"}},
     "mlserver 1 proc": {"kind": "mlserver", "args": ["--workers", "0"]},
     "mlserver 1 proc batching": {
         "kind": "mlserver",
@@ -154,7 +155,14 @@ CONFIGS: dict[str, dict[str, Any]] = {
 def start(config: dict[str, Any], work: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
     log = open(work / f"server-{port}.log", "wb")  # noqa: SIM115 - closed with the process
     if config["kind"] == "modelloop":
-        env = {**os.environ, "MODELLOOP_HOME": str(work / "home"), **config["env"]}
+        # each run starts from an empty prediction log (a deployment bounds it by retention)
+        db = work / f"log-{port}.db"
+        env = {
+            **os.environ,
+            "MODELLOOP_HOME": str(work / "home"),
+            "MODELLOOP_DATABASE_URL": f"sqlite:///{db}",
+            **config["env"],
+        }
         proc = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, str(MODELLOOP), "serve", "--port", str(port)],
             env=env,
@@ -298,6 +306,8 @@ def main() -> int:
                     )
             finally:
                 stop(proc)
+                for leftover in args.work.glob(f"log-{port}.db*"):
+                    leftover.unlink()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

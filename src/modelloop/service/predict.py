@@ -153,6 +153,7 @@ class Predictor:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.settings = service.settings
+        self.durable = service.settings.durable
         self.requests = service.metrics.requests
         self.seconds = service.metrics.request_seconds
 
@@ -205,6 +206,8 @@ class Predictor:
             ]
             preds = [{"id": pid, **out} for pid, out in zip(ids, formatted, strict=True)]
             await self.service.log.put(rows)
+            if self.durable:
+                await self.service.log.written()
             code = 200
             return Reply(orjson.dumps({"model": name, "version": number, "predictions": preds}))
         except ServiceError as e:
@@ -255,6 +258,8 @@ class Predictor:
                 )
             reply = _respond(served, req, outputs, rid, ids)
             await self.service.log.put(rows)
+            if self.durable:
+                await self.service.log.written()
             code = 200
             return reply
         except ServiceError as e:

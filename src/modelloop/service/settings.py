@@ -31,6 +31,12 @@ class ServiceSettings(StoreSettings):
         "worker thread; measured: a thread hop per 256-row call cost ~10 % throughput and "
         "doubled p99, so by default every call up to the instance limit runs inline",
     )
+    durable: bool = Field(
+        default=False,
+        description="answer a prediction only once its log row is committed (or spooled to "
+        "disk): nothing acknowledged is lost even to SIGKILL, at the cost of the writer's "
+        "commit latency",
+    )
     log_queue_rows: int = Field(
         default=100_000,
         gt=0,
