@@ -2,7 +2,8 @@
 # Installs the system tools that tests use (as root, when missing) and starts PostgreSQL.
 set -euo pipefail
 need=()
-for tool in promtool:prometheus chromium:chromium; do
+# prometheus, buildah, debootstrap: tests/deploy (live scrape, image build).
+for tool in promtool:prometheus chromium:chromium wrk:wrk prometheus:prometheus buildah:buildah debootstrap:debootstrap; do
   cmd=${tool%%:*}; pkg=${tool##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -13,6 +14,18 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
     echo "missing tools (run as root to install): ${need[*]}" >&2
+  fi
+fi
+# checkov (tests/deploy) pins packaging<24, which pytest (packaging>=24) in .venv cannot share:
+# it gets a venv of its own, where tests/deploy/deploy_helpers.py looks for it.
+CHECKOV_VENV=${MODELLOOP_CHECKOV_VENV:-/opt/modelloop-ci/checkov}
+if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing checkov into $CHECKOV_VENV" >&2
+    python3 -m venv "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/pip" install -q 'checkov>=3.2,<4' >/dev/null
+  else
+    echo "missing tools (run as root to install): checkov" >&2
   fi
 fi
 # PostgreSQL on 127.0.0.1:5432 for the PostgreSQL backend's tests.
