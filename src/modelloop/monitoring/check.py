@@ -2,7 +2,7 @@
 on thresholds above the sampling noise of the window's size."""
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from modelloop.monitoring.noise import DEFAULT_FLOORS, NoiseCalibration, calibrate
@@ -17,6 +17,7 @@ from modelloop.monitoring.window import Window
 from modelloop.store.metadata import ReferenceProfile
 
 SCORE = "prediction_score"
+INF = float("inf")
 PREDICTED = "predicted_label"
 
 
@@ -48,11 +49,14 @@ class CheckResult:
         }
 
 
+_FIELDS = [f.name for f in fields(FeatureDrift)]
+
+
 def _drift_dict(d: FeatureDrift) -> dict[str, Any]:
-    out = asdict(d)
+    out: dict[str, Any] = {name: getattr(d, name) for name in _FIELDS}
     out["flagged"] = list(d.flagged)
     for k, v in out.items():  # JSON has no infinity: a constant column that moved reads 1e9
-        if isinstance(v, float) and v == float("inf"):
+        if v == INF:
             out[k] = 1e9
     return out
 

@@ -50,6 +50,11 @@ class Context:
     live: dict[str, float] = field(default_factory=dict)
     live_labels: int = 0
     last_check: dict[str, Any] | None = None
+    last_result: CheckResult | None = None
+    # closed windows' reports, written in one transaction per pass (a backlog closes many)
+    pending_reports: list[tuple[int, float, float, int, str, str, dict[str, Any]]] = field(
+        default_factory=list
+    )
 
 
 class Monitor:
@@ -161,6 +166,13 @@ class Monitor:
             ctx = self._context(model, version)
             self.contexts[model] = ctx
         self._ingest(ctx)
+        if ctx.pending_reports:
+            self.reports.add_many(ctx.model, ctx.pending_reports)
+            for _version, *_, verdict, _report in ctx.pending_reports:
+                self.metrics.checks.labels(model, verdict).inc()
+            ctx.pending_reports = []
+            assert ctx.last_result is not None
+            self._export(ctx, ctx.last_result)
         self._live(ctx)
         self._rule(ctx)
         self._save(ctx)
@@ -177,16 +189,11 @@ class Monitor:
             rows = scan_log(self.db, ctx.model, ctx.watermark, s.chunk_rows, before)
             if not rows:
                 break
-            feats: list[dict[str, Any]] = []
-            outs: list[dict[str, Any]] = []
-            times: list[float] = []
-            loads = orjson.loads
-            for _, ts, version, ftext, otext in rows:
-                if version == ctx.version:
-                    feats.append(loads(ftext))
-                    outs.append(loads(otext))
-                    times.append(ts)
-            self._fold(ctx, feats, outs, times)
+            mine = [r for r in rows if r[2] == ctx.version]
+            # the chunk's documents decoded as two JSON arrays
+            feats: list[dict[str, Any]] = orjson.loads("[" + ",".join(r[3] for r in mine) + "]")
+            outs: list[dict[str, Any]] = orjson.loads("[" + ",".join(r[4] for r in mine) + "]")
+            self._fold(ctx, feats, outs, [r[1] for r in mine])
             ctx.watermark = rows[-1][0]
             self.metrics.rows_ingested.labels(ctx.model).inc(len(rows))
             if len(rows) < s.chunk_rows:
@@ -222,17 +229,18 @@ class Monitor:
         report["live"] = dict(ctx.live)
         report["live_labels"] = ctx.live_labels
         report["window"] = ctx.window.to_dict()
-        self.reports.add(
-            ctx.model,
-            ctx.version,
-            ctx.window.start,
-            ctx.window.end,
-            ctx.window.rows,
-            ctx.rule.state,
-            result.verdict,
-            report,
+        ctx.pending_reports.append(
+            (
+                ctx.version,
+                ctx.window.start,
+                ctx.window.end,
+                ctx.window.rows,
+                ctx.rule.state,
+                result.verdict,
+                report,
+            )
         )
-        self._export(ctx, result)
+        ctx.last_result = result
         if result.verdict == "drift":
             log.info(
                 "model %s v%d: drift in a window of %d rows: %s (state %s)",
@@ -250,7 +258,6 @@ class Monitor:
 
     def _export(self, ctx: Context, result: CheckResult) -> None:
         m, model = self.metrics, ctx.model
-        m.checks.labels(model, result.verdict).inc()
         m.window_rows.labels(model).set(result.rows)
         m.drift_detected.labels(model).set(1.0 if result.verdict == "drift" else 0.0)
         flagged = set(result.flagged)

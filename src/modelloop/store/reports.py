@@ -53,6 +53,31 @@ class DriftReports:
                 ).scalar_one()
             )
 
+    def add_many(
+        self, model: str, rows: list[tuple[int, float, float, int, str, str, dict[str, Any]]]
+    ) -> None:
+        """Several windows' reports in one transaction: (version, window_start, window_end,
+        rows, state, verdict, report) each."""
+        now = time.time()
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                insert(drift_reports),
+                [
+                    {
+                        "model": model,
+                        "version": v,
+                        "ts": now,
+                        "window_start": a,
+                        "window_end": b,
+                        "rows": n,
+                        "state": st,
+                        "verdict": vd,
+                        "report": rep,
+                    }
+                    for v, a, b, n, st, vd, rep in rows
+                ],
+            )
+
     def latest(self, model: str) -> dict[str, Any] | None:
         found = self.list(model, limit=1)
         return found[0] if found else None
