@@ -52,17 +52,10 @@ class InputSchema:
                     raise self._problem(index, instance) from None
                 if numeric:
                     t = type(value)
-                    if t is float:
+                    if t is float or t is int:
                         if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
                             raise Unprocessable(
                                 f"instance {index}: feature {name!r} value {value!r} is outside "
-                                "the float32 range"
-                            )
-                        col.append(value)
-                    elif t is int:
-                        if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
-                            raise Unprocessable(
-                                f"instance {index}: feature {name!r} value {value} is outside "
                                 "the float32 range"
                             )
                         col.append(value)

@@ -163,6 +163,16 @@ class ModelManager:
             self.metrics.model_info.remove(m, str(v), "loaded")
         return slot
 
+    def require_known(self, model: str) -> str:
+        """`model` if the registry has it, else NotFound (a bad name is not found either)."""
+        try:
+            check_model_name(model)
+        except InvalidModelName as e:
+            raise NotFound(str(e)) from None
+        if not self.registry.exists(model):
+            raise NotFound(f"model {model!r} not found")
+        return model
+
     def versions_of(self, model: str) -> list[int]:
         try:
             return self.registry.versions(model)

@@ -14,13 +14,11 @@ from modelloop.service.loading import LoadFailed
 from modelloop.service.routes_v1 import json_response
 from modelloop.service.state import Service
 from modelloop.store.errors import (
-    InvalidModelName,
     JobNotFound,
     NothingToRollBack,
     StoreError,
     VersionNotFound,
 )
-from modelloop.store.names import check_model_name
 
 
 def admin_router(service: Service) -> APIRouter:
@@ -49,15 +47,6 @@ def admin_router(service: Service) -> APIRouter:
         },
     )
 
-    def known(model: str) -> str:
-        try:
-            check_model_name(model)
-        except InvalidModelName as e:
-            raise NotFound(str(e)) from None
-        if not service.registry.exists(model):
-            raise NotFound(f"model {model!r} not found")
-        return model
-
     @router.post(
         "/models/{model}/retrain",
         status_code=202,
@@ -67,7 +56,7 @@ def admin_router(service: Service) -> APIRouter:
     async def retrain(
         model: str, body: schema.RetrainRequest | None = None, actor: str = Depends(authorise)
     ) -> Response:
-        known(model)
+        service.models.require_known(model)
         reason = body.reason if body else schema.RetrainRequest().reason
         job, created = await asyncio.to_thread(service.jobs.enqueue, model, "admin", reason)
         await asyncio.to_thread(
@@ -106,7 +95,7 @@ def admin_router(service: Service) -> APIRouter:
     async def promote(
         model: str, body: schema.PromoteRequest, actor: str = Depends(authorise)
     ) -> Response:
-        known(model)
+        service.models.require_known(model)
         if body.version not in service.registry.versions(model):
             raise NotFound(f"model {model!r} has no version {body.version}")
         try:
@@ -140,7 +129,7 @@ def admin_router(service: Service) -> APIRouter:
     async def rollback(
         model: str, body: schema.RollbackRequest | None = None, actor: str = Depends(authorise)
     ) -> Response:
-        known(model)
+        service.models.require_known(model)
         reason = body.reason if body else schema.RollbackRequest().reason
         target = service.registry.rollback_target(model)
         if target is None:

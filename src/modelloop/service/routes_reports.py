@@ -8,8 +8,6 @@ from fastapi.responses import HTMLResponse, Response
 from modelloop.service.errors import NotFound
 from modelloop.service.routes_v1 import json_response
 from modelloop.service.state import Service
-from modelloop.store.errors import InvalidModelName
-from modelloop.store.names import check_model_name
 from modelloop.store.reports import DriftReports, MonitorStates, ReportPages
 
 
@@ -21,17 +19,9 @@ def reports_router(service: Service) -> APIRouter:
         MonitorStates(service.db),
     )
 
-    def known(model: str) -> None:
-        try:
-            check_model_name(model)
-        except InvalidModelName as e:
-            raise NotFound(str(e)) from None
-        if not service.registry.exists(model):
-            raise NotFound(f"model {model!r} not found")
-
     @router.get("/v1/models/{model}/drift", summary="The latest drift report (JSON)")
     async def drift(model: str) -> Response:
-        known(model)
+        service.models.require_known(model)
         latest = await asyncio.to_thread(reports.latest, model)
         state = await asyncio.to_thread(states.get, model)
         if latest is None:
@@ -61,7 +51,7 @@ def reports_router(service: Service) -> APIRouter:
         response_class=HTMLResponse,
     )
     async def page(model: str) -> Response:
-        known(model)
+        service.models.require_known(model)
         html = await asyncio.to_thread(pages.get, model)
         if html is None:
             raise NotFound(f"model {model!r} has no report page yet: the monitor writes it")
