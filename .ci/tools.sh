@@ -2,8 +2,8 @@
 # Installs the system tools that tests use (as root, when missing) and starts PostgreSQL.
 set -euo pipefail
 need=()
-# prometheus, buildah, debootstrap: tests/deploy (live scrape, image build).
-for tool in promtool:prometheus chromium:chromium wrk:wrk prometheus:prometheus buildah:buildah debootstrap:debootstrap; do
+# prometheus, buildah, debootstrap, kubectl: tests/deploy (live scrape, image build, kustomize).
+for tool in promtool:prometheus chromium:chromium wrk:wrk prometheus:prometheus buildah:buildah debootstrap:debootstrap kubectl:kubectl; do
   cmd=${tool%%:*}; pkg=${tool##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

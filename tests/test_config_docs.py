@@ -17,16 +17,23 @@ def _classes() -> list[tuple[str, type[BaseSettings]]]:
     from modelloop.store.settings import StoreSettings
     from modelloop.training.worker import TrainerSettings
 
-    return [("All components", StoreSettings), ("Service (`modelloop serve`)", ServiceSettings),
-            ("Monitor (`modelloop monitor`)", MonitorSettings),
-            ("Trainer (`modelloop trainer`)", TrainerSettings)]
+    return [
+        ("All components", StoreSettings),
+        ("Service (`modelloop serve`)", ServiceSettings),
+        ("Monitor (`modelloop monitor`)", MonitorSettings),
+        ("Trainer (`modelloop trainer`)", TrainerSettings),
+    ]
 
 
 def render() -> str:
-    out = ["# Configuration", "",
-           "Every setting is an environment variable (so a ConfigMap configures a pod). This "
-           "page is generated from the settings classes: `.venv/bin/python "
-           "tests/test_config_docs.py --write`.", ""]
+    out = [
+        "# Configuration",
+        "",
+        "Every setting is an environment variable (so a ConfigMap configures a pod). This "
+        "page is generated from the settings classes: `.venv/bin/python "
+        "tests/test_config_docs.py --write`.",
+        "",
+    ]
     shared = set(_classes()[0][1].model_fields)
     for title, cls in _classes():
         out += [f"## {title}", "", "| variable | default | meaning |", "|---|---|---|"]
