@@ -5,7 +5,7 @@ import sys
 from collections.abc import Sequence
 
 
-def _train_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _train_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("train", help="train a model and publish it to the registry")
     p.add_argument("--model", default="default", help="model name (default: default)")
     src = p.add_mutually_exclusive_group()
@@ -42,7 +42,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--json", action="store_true", help="print the new version's metadata")
 
 
-def _models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _models_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("models", help="list, show, promote and roll back model versions")
     msub = p.add_subparsers(dest="models_command", required=True)
     ls = msub.add_parser("list", help="every model with its active version")
@@ -60,23 +60,23 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     rb.add_argument("--reason", default="rolled back from the command line")
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _serve_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("serve", help="run the HTTP service (settings from MODELLOOP_*)")
     p.add_argument("--host", help="default: MODELLOOP_HOST or 127.0.0.1")
     p.add_argument("--port", type=int, help="default: MODELLOOP_PORT or 8000")
 
 
-def _monitor_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _monitor_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("monitor", help="run the monitor worker (drift, live metrics, triggers)")
     p.add_argument("--host", help="for /metrics; default: MODELLOOP_MONITOR_HOST or 127.0.0.1")
     p.add_argument("--port", type=int, help="default: MODELLOOP_MONITOR_PORT or 8001")
 
 
-def _trainer_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _trainer_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     sub.add_parser("trainer", help="run the trainer worker (claims retrain jobs)")
 
 
-def _up_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _up_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
         "up",
         help="run the whole loop on this machine (trains a default "

@@ -185,7 +185,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("simulate", help="send synthetic traffic with feedback to a service")
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--model", default="default")

@@ -86,10 +86,11 @@ class Batcher:
         task: "asyncio.Future[Outputs]",
         pending: list[tuple[list[list[Any]], int, asyncio.Future[Outputs]]],
     ) -> None:
-        if task.exception() is not None:
+        error = task.exception()
+        if error is not None:
             for _, _, fut in pending:
                 if not fut.done():
-                    fut.set_exception(task.exception())  # type: ignore[arg-type]
+                    fut.set_exception(error)
             return
         self._resolve(pending, task.result())
 

@@ -225,4 +225,4 @@ def numeric_column(name: str, arr: np.ndarray) -> list[Any]:
         raise Unprocessable(f"input {name!r} holds an infinite value")
     if np.nanmax(np.abs(values), initial=0.0) > 3.4028234663852886e38:
         raise Unprocessable(f"input {name!r} holds a value outside the float32 range")
-    return values.tolist()  # type: ignore[no-any-return]
+    return list(values.tolist())

@@ -59,7 +59,7 @@ class ServedModel:
         self._inference.observe(time.perf_counter() - start)
         self._batch.observe(rows)
         self._predictions.inc(rows)
-        return result  # type: ignore[no-any-return]
+        return list(result)
 
     def run(self, columns: list[list[Any]], rows: int) -> Outputs:
         result = self.run_feeds(self.feeds(columns), rows)

@@ -19,6 +19,7 @@ from modelloop.store.database import Database, open_database
 from modelloop.store.errors import StoreError
 from modelloop.store.events import Events
 from modelloop.store.jobs import Job, JobQueue
+from modelloop.store.metadata import Trigger
 from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
 from modelloop.store.settings import StoreSettings
@@ -137,7 +138,13 @@ class Trainer:
         try:
             fresh = self._wait_for_labels(job, stop or threading.Event())
             log.info("job %d: %d predictions labelled since it was queued", job.id, fresh)
-            trigger = job.trigger if job.trigger in ("drift", "performance", "admin") else "admin"
+            trigger: Trigger = (
+                "drift"
+                if job.trigger == "drift"
+                else "performance"
+                if job.trigger == "performance"
+                else "admin"
+            )
             # One training thread: the trainer shares the machine with the service and the
             # monitor, and HistGradientBoosting's threads fight them for the cores.
             with threadpool_limits(limits=1):
@@ -145,7 +152,7 @@ class Trainer:
                     self.registry,
                     self.db,
                     job.model,
-                    trigger,  # type: ignore[arg-type]
+                    trigger,
                     self.worker,
                     self.settings.retrain_config(),
                     progress=log.info,
