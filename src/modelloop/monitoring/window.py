@@ -6,7 +6,7 @@ check costs the same whatever the number of rows behind it.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,6 @@ class Window:
     rows: int = 0
     start: float = 0.0  # time of the first row
     end: float = 0.0  # time of the last row
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, ref: ReferenceProfile) -> "Window":

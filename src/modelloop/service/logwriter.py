@@ -11,7 +11,6 @@ import collections
 import logging
 import threading
 import time
-from typing import Any
 
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.spool import Spool
@@ -48,7 +47,6 @@ class LogWriter:
         self._room = asyncio.Event()
         self._enqueued = 0  # rows ever enqueued
         self._written = 0  # rows ever committed (or found already committed)
-        self._progress = threading.Condition()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
@@ -169,11 +167,3 @@ class LogWriter:
             await asyncio.to_thread(self._thread.join)
         self._notify()
         log.info("prediction log drained: %d rows written", self._written)
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "enqueued": self._enqueued,
-            "written": self._written,
-            "depth": self.depth,
-            "spooled": self._spooled,
-        }

@@ -5,9 +5,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
 import orjson
-from sqlalchemy import Connection, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import func, select
 
 from modelloop.store.database import Database
 from modelloop.store.schema import feedback, predictions
@@ -21,20 +19,6 @@ class LogRow(TypedDict):
     features: dict[str, Any]
     output: dict[str, Any]
     latency_ms: float
-
-
-def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Any]) -> int:
-    """Insert rows, skipping those whose unique key is already there; return rows inserted."""
-    if not rows:
-        return 0
-    stmt: Insert
-    if conn.dialect.name == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing()
-    else:
-        stmt = sqlite.insert(table).on_conflict_do_nothing()
-    # Count the rows RETURNING gives back: an executemany's rowcount is -1 with psycopg.
-    stmt = stmt.returning(*table.primary_key.columns)
-    return len(conn.execute(stmt, list(rows)).all())
 
 
 LOG_COLUMNS = ("id", "ts", "model", "version", "features", "output", "latency_ms")
