@@ -185,3 +185,19 @@ def test_falling_live_accuracy_queues_a_retrain(db: Database, registry: Registry
     assert ctx.live["accuracy"] < 0.5
     jobs = JobQueue(db).list(MODEL)
     assert [j.trigger for j in jobs] == ["performance"]
+
+
+def test_the_monitor_applies_the_retention_setting(db: Database, registry: Registry) -> None:
+    traffic = Traffic(registry, db)
+    traffic.send(synthetic.generate(1500, 5))
+    worker = monitor(db, registry, retention_rows=400, retention_interval=3600.0)
+    worker.run_once()
+    worker.prune()
+    assert PredictionLog(db).count(MODEL) == 400
+    assert worker.metrics.pruned.labels("predictions")._value.get() == 1100
+    traffic.send(synthetic.generate(600, 6))
+    worker.prune()  # within the interval: nothing happens
+    assert PredictionLog(db).count(MODEL) == 1000
+    # what was read before the deletion still counts: the windows closed on all 1,500 rows
+    assert sum(r["rows"] for r in reports(db)) == 1000  # type: ignore[misc]
+    assert worker.contexts[MODEL].window.rows == 500

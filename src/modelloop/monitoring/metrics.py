@@ -97,6 +97,14 @@ class MonitorMetrics:
             "monitor passes that failed",
             registry=registry,
         )
+        self.pruned = Counter(
+            "modelloop_retention_deleted_rows",
+            "rows deleted by the retention setting",
+            ["table"],
+            registry=registry,
+        )
+        for table in ("predictions", "feedback", "drift_reports"):
+            self.pruned.labels(table)
         self.active_version = Gauge(
             "modelloop_monitor_version",
             "version the monitor judges traffic against",

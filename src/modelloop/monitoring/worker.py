@@ -29,6 +29,7 @@ from modelloop.store.metadata import ModelMetadata, ReferenceProfile
 from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
 from modelloop.store.reports import DriftReports, MonitorStates, scan_log
+from modelloop.store.retention import Retention
 
 log = logging.getLogger("modelloop.monitor")
 
@@ -79,6 +80,8 @@ class Monitor:
             cooldown_seconds=settings.cooldown_seconds,
         )
         self._report_written: dict[str, float] = {}
+        self.retention = Retention(db, settings.retention_days * 86_400.0, settings.retention_rows)
+        self._pruned_at: float | None = None
 
     # -- contexts ----------------------------------------------------------------------------
 
@@ -368,11 +371,33 @@ class Monitor:
         write_page(self.db, self.registry, ctx.model)
         self._report_written[ctx.model] = now
 
+    def prune(self) -> None:
+        """Apply the retention setting, at most once per `retention_interval`."""
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < self.settings.retention_interval:
+            return
+        self._pruned_at = now
+        started = time.perf_counter()
+        pruned = self.retention.prune()
+        self.metrics.pruned.labels("predictions").inc(pruned.predictions)
+        self.metrics.pruned.labels("feedback").inc(pruned.feedback)
+        self.metrics.pruned.labels("drift_reports").inc(pruned.reports)
+        if pruned:
+            log.info(
+                "retention: deleted %d logged predictions, %d feedback labels, %d drift reports"
+                " in %.2f s",
+                pruned.predictions,
+                pruned.feedback,
+                pruned.reports,
+                time.perf_counter() - started,
+            )
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             started = time.monotonic()
             try:
                 self.run_once()
+                self.prune()
             except Exception:  # keep the worker alive whatever one pass hit
                 self.metrics.errors.inc()
                 log.exception("monitor pass failed")

@@ -1,0 +1,106 @@
+"""Retention bounds the prediction log by age and by rows, on SQLite and PostgreSQL: the oldest
+rows go first, their feedback goes with them, newer rows and their labels stay untouched."""
+
+import time
+
+from sqlalchemy import func, select
+
+from modelloop.store.database import Database
+from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.reports import DriftReports
+from modelloop.store.retention import Retention
+from modelloop.store.schema import drift_reports, feedback, predictions
+
+NOW = 1_800_000_000.0
+DAY = 86_400.0
+
+
+def log_rows(db: Database, ages_days: list[float], prefix: str = "p") -> list[str]:
+    rows: list[LogRow] = [
+        {
+            "id": f"{prefix}{i}",
+            "ts": NOW - age * DAY,
+            "model": "m",
+            "version": 1,
+            "features": {"x": i},
+            "output": {"label": "yes"},
+            "latency_ms": 0.1,
+        }
+        for i, age in enumerate(ages_days)
+    ]
+    PredictionLog(db).write(rows)
+    return [r["id"] for r in rows]
+
+
+def remaining_ids(db: Database) -> list[str]:
+    with db.engine.connect() as conn:
+        return list(conn.execute(select(predictions.c.id).order_by(predictions.c.seq)).scalars())
+
+
+def labelled_ids(db: Database) -> set[str]:
+    with db.engine.connect() as conn:
+        return set(conn.execute(select(feedback.c.prediction_id)).scalars())
+
+
+def test_age_bound_deletes_old_rows_and_their_feedback_in_small_batches(db: Database) -> None:
+    ids = log_rows(db, [40.0] * 23 + [10.0] * 7)
+    PredictionLog(db).add_feedback([(pid, "yes") for pid in ids[::2]])
+
+    pruned = Retention(db, max_age_seconds=30 * DAY, max_rows=0, batch=5).prune(now=NOW)
+
+    assert remaining_ids(db) == ids[23:]
+    assert pruned.predictions == 23
+    assert pruned.feedback == len(ids[0:23:2])
+    assert labelled_ids(db) == set(ids[24::2])
+    # a second pass finds nothing more
+    assert not Retention(db, 30 * DAY, 0).prune(now=NOW)
+
+
+def test_row_bound_keeps_the_newest_rows(db: Database) -> None:
+    ids = log_rows(db, [1.0] * 50)
+
+    pruned = Retention(db, max_age_seconds=0, max_rows=12, batch=7).prune(now=NOW)
+
+    assert pruned.predictions == 38
+    assert remaining_ids(db) == ids[-12:]
+    # under the bound: nothing to do
+    assert Retention(db, 0, 12).prune(now=NOW).predictions == 0
+    assert Retention(db, 0, 100).prune(now=NOW).predictions == 0
+
+
+def test_either_bound_condemns_a_row(db: Database) -> None:
+    ids = log_rows(db, [50.0] * 5 + [1.0] * 20)
+
+    Retention(db, max_age_seconds=30 * DAY, max_rows=15).prune(now=NOW)
+
+    assert remaining_ids(db) == ids[-15:]
+
+
+def test_a_row_logged_late_with_an_old_time_waits_for_its_turn(db: Database) -> None:
+    """Deletion walks the log in order and stops at the first row that is kept."""
+    ids = log_rows(db, [40.0, 40.0, 1.0, 40.0, 1.0])
+
+    Retention(db, max_age_seconds=30 * DAY, max_rows=0).prune(now=NOW)
+
+    assert remaining_ids(db) == ids[2:]
+
+
+def test_old_drift_reports_go_with_the_age_bound(db: Database) -> None:
+    reports = DriftReports(db)
+    for _ in range(3):
+        reports.add("m", 1, 0.0, 1.0, 10, "ok", "ok", {})
+    with db.engine.begin() as conn:
+        conn.execute(drift_reports.update().values(ts=time.time() - 40 * DAY))
+    reports.add("m", 1, 0.0, 1.0, 10, "ok", "ok", {})  # now: stays
+
+    pruned = Retention(db, max_age_seconds=30 * DAY, max_rows=0).prune()
+
+    assert pruned.reports == 3
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(drift_reports)).scalar_one() == 1
+
+
+def test_no_bound_deletes_nothing(db: Database) -> None:
+    ids = log_rows(db, [400.0] * 10)
+    assert not Retention(db, 0, 0).prune(now=NOW)
+    assert remaining_ids(db) == ids
