@@ -3,7 +3,7 @@
 feedback labels and a covariate shift halfway, and a row bound on the prediction log.
 
 Load: wrk (Debian package) with bench/soak.lua, 1-row predictions paced by a per-request
-delay (default 12 connections x 2 ms: about 5,000 req/s, half the service's measured 1-row
+delay (default 16 connections x 2 ms: about 5,000 req/s, half the service's measured 1-row
 capacity), every request with its own id. A feedback poster labels every 5th logged
 prediction 3 s after it was logged. Halfway the rows switch to a shifted distribution
 (tenure_months +0.5 std), which the monitor should flag and the trainer retrain on.
@@ -150,7 +150,7 @@ class Feedback(threading.Thread):
                     body = r.json()
                     self.posted += len(chunk)
                     self.matched += body["matched"]
-                    self.unknown += len(body["unknown"])
+                    self.unknown += len(body["unknown_ids"])
         conn.close()
 
 
@@ -240,7 +240,7 @@ def growth(samples: list[dict[str, Any]], name: str, warm: float) -> dict[str, f
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--connections", type=int, default=12)
+    ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--delay-ms", type=int, default=2)
     ap.add_argument("--retention-rows", type=int, default=500_000)
     ap.add_argument("--retention-interval", type=float, default=30.0)
@@ -292,9 +292,7 @@ def main() -> int:
         results = {}
         for name in ("steady", "shifted"):
             print(f"{name}: {half} s of load ...", flush=True)
-            results[name] = wrk(
-                url, phases[name][0], name, half, args.connections, args.delay_ms
-            )
+            results[name] = wrk(url, phases[name][0], name, half, args.connections, args.delay_ms)
             print(f"  {results[name]}", flush=True)
         time.sleep(5)  # the last labels
         feedback.stop.set()
@@ -311,8 +309,7 @@ def main() -> int:
     max_rows = max(s["log_rows"] for s in samples)
     rss = {name: growth(samples, name, args.warmup) for name in ("serve", "monitor", "trainer")}
     failures = sum(
-        r["non200"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
-        for r in results.values()
+        r["non200"] + r["connect"] + r["read"] + r["write"] + r["timeout"] for r in results.values()
     )
     summary = {
         "date": time.strftime("%Y-%m-%d"),
