@@ -13,10 +13,11 @@ from modelloop.monitoring.metrics import MonitorMetrics
 from modelloop.monitoring.settings import MonitorSettings
 from modelloop.monitoring.worker import Monitor
 from modelloop.store.database import Database
+from modelloop.store.errors import StoreError
 from modelloop.store.jobs import JobQueue
 from modelloop.store.predictions import LogRow, PredictionLog
 from modelloop.store.registry import Registry
-from modelloop.store.reports import DriftReports
+from modelloop.store.reports import DriftReports, MonitorStates
 from modelloop.training import synthetic
 from modelloop.training.export import OnnxModel
 
@@ -108,6 +109,33 @@ def test_restart_resumes_without_double_counting(db: Database, registry: Registr
     assert [r["rows"] for r in got] == [1000] * 5
     assert second.contexts[MODEL].window.rows == 0
     assert second.contexts[MODEL].watermark == first.contexts[MODEL].watermark + 2500
+
+
+def test_a_pass_cut_short_after_closing_windows_stores_nothing(
+    db: Database, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A monitor that dies after closing windows but before saving its state (here: the live
+    metrics query fails, as a kill there would stop it) must not leave those windows' reports
+    behind: the restarted monitor reads the rows again from its watermark and judges them."""
+    traffic = Traffic(registry, db)
+    traffic.send(synthetic.generate(2500, 1))
+    first = monitor(db, registry)
+
+    def dies(ctx: object) -> None:
+        raise StoreError("the process is gone")
+
+    monkeypatch.setattr(first, "_live", dies)
+    first.run_once()
+    assert first.contexts[MODEL].window.rows == 500  # it did read and close two windows
+    assert reports(db) == []
+    assert MonitorStates(db).get(MODEL) is None
+    second = monitor(db, registry)  # the restart
+    second.run_once()
+    assert [r["rows"] for r in reports(db)] == [1000, 1000]
+    state = MonitorStates(db).get(MODEL)
+    assert state is not None
+    assert state.data["window"]["rows"] == 500
+    assert state.watermark == first.contexts[MODEL].watermark
 
 
 def _first_flags(db: Database, feature: str) -> list[bool]:

@@ -1,8 +1,9 @@
 """The monitor worker: reads the prediction log incrementally, judges windows for drift,
 computes live performance, and asks for a retrain when the rule fires.
 
-Its watermark, the window being filled and the rule's state are saved together after every
-pass, so a restart resumes exactly where it stopped, counting no row twice.
+Its watermark, the window being filled, the rule's state and the reports of the windows closed
+in the pass are saved in one transaction after every pass, so a restart (even after SIGKILL)
+resumes exactly where it stopped, counting no row twice.
 """
 
 import collections
@@ -28,7 +29,7 @@ from modelloop.store.jobs import JobQueue
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
 from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
-from modelloop.store.reports import DriftReports, MonitorStates, scan_log
+from modelloop.store.reports import MonitorStates, ReportRow, scan_log
 from modelloop.store.retention import Retention
 
 log = logging.getLogger("modelloop.monitor")
@@ -52,10 +53,8 @@ class Context:
     live_labels: int = 0
     last_check: dict[str, Any] | None = None
     last_result: CheckResult | None = None
-    # closed windows' reports, written in one transaction per pass (a backlog closes many)
-    pending_reports: list[tuple[int, float, float, int, str, str, dict[str, Any]]] = field(
-        default_factory=list
-    )
+    # closed windows' reports, stored with the state in one transaction per pass
+    pending_reports: list[ReportRow] = field(default_factory=list)
 
 
 class Monitor:
@@ -67,7 +66,6 @@ class Monitor:
         self.registry = registry
         self.metrics = metrics
         self.log = PredictionLog(db)
-        self.reports = DriftReports(db)
         self.states = MonitorStates(db)
         self.jobs = JobQueue(db)
         self.events = Events(db)
@@ -138,6 +136,8 @@ class Monitor:
         return ctx
 
     def _save(self, ctx: Context) -> None:
+        """Store the watermark, the open window, the rule's state and the reports of the windows
+        closed since the last save, all in one transaction."""
         data = {
             "version": ctx.version,
             "window": ctx.window.to_dict(),
@@ -146,7 +146,8 @@ class Monitor:
             "live": ctx.live,
             "live_labels": ctx.live_labels,
         }
-        self.states.save(ctx.model, ctx.watermark, ctx.rule.state, data)
+        self.states.save(ctx.model, ctx.watermark, ctx.rule.state, data, ctx.pending_reports)
+        ctx.pending_reports = []
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -169,16 +170,17 @@ class Monitor:
             ctx = self._context(model, version)
             self.contexts[model] = ctx
         self._ingest(ctx)
-        if ctx.pending_reports:
-            self.reports.add_many(ctx.model, ctx.pending_reports)
-            for _version, *_, verdict, _report in ctx.pending_reports:
-                self.metrics.checks.labels(model, verdict).inc()
-            ctx.pending_reports = []
-            assert ctx.last_result is not None
-            self._export(ctx, ctx.last_result)
         self._live(ctx)
         self._rule(ctx)
+        closed = ctx.pending_reports
+        # The windows' reports go with the watermark that covers their rows: a monitor killed
+        # anywhere in the pass has stored both or neither.
         self._save(ctx)
+        if closed:
+            for _version, *_, verdict, _report in closed:
+                self.metrics.checks.labels(model, verdict).inc()
+            assert ctx.last_result is not None
+            self._export(ctx, ctx.last_result)
         self._page(ctx)
         self.metrics.set_state(model, ctx.rule.state)
         self.metrics.pending_rows.labels(model).set(ctx.window.rows)

@@ -4,10 +4,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, insert, select, update
+from sqlalchemy import Connection, Text, cast, delete, insert, select, update
 
 from modelloop.store.database import Database
 from modelloop.store.schema import drift_reports, monitor_state, predictions, report_pages
+
+# a closed window's report: (version, window_start, window_end, rows, state, verdict, report)
+ReportRow = tuple[int, float, float, int, str, str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -53,31 +56,6 @@ class DriftReports:
                 ).scalar_one()
             )
 
-    def add_many(
-        self, model: str, rows: list[tuple[int, float, float, int, str, str, dict[str, Any]]]
-    ) -> None:
-        """Several windows' reports in one transaction: (version, window_start, window_end,
-        rows, state, verdict, report) each."""
-        now = time.time()
-        with self.db.engine.begin() as conn:
-            conn.execute(
-                insert(drift_reports),
-                [
-                    {
-                        "model": model,
-                        "version": v,
-                        "ts": now,
-                        "window_start": a,
-                        "window_end": b,
-                        "rows": n,
-                        "state": st,
-                        "verdict": vd,
-                        "report": rep,
-                    }
-                    for v, a, b, n, st, vd, rep in rows
-                ],
-            )
-
     def latest(self, model: str) -> dict[str, Any] | None:
         found = self.list(model, limit=1)
         return found[0] if found else None
@@ -121,14 +99,47 @@ class MonitorStates:
             for r in rows
         ]
 
-    def save(self, model: str, watermark: int, state: str, data: dict[str, Any]) -> None:
+    def save(
+        self,
+        model: str,
+        watermark: int,
+        state: str,
+        data: dict[str, Any],
+        reports: list[ReportRow] | None = None,
+    ) -> None:
+        """Store the monitor's state and, in the same transaction, the reports of the windows
+        it closed since the last save: a monitor killed at any point leaves both or neither,
+        so on restart no window is judged twice and no row is counted twice."""
         values = {"watermark": watermark, "state": state, "updated_at": time.time(), "data": data}
         with self.db.engine.begin() as conn:
+            if reports:
+                _insert_reports(conn, model, reports)
             n = conn.execute(
                 update(monitor_state).where(monitor_state.c.model == model).values(**values)
             ).rowcount
             if n == 0:
                 conn.execute(insert(monitor_state).values(model=model, **values))
+
+
+def _insert_reports(conn: Connection, model: str, rows: list[ReportRow]) -> None:
+    now = time.time()
+    conn.execute(
+        insert(drift_reports),
+        [
+            {
+                "model": model,
+                "version": v,
+                "ts": now,
+                "window_start": a,
+                "window_end": b,
+                "rows": n,
+                "state": st,
+                "verdict": vd,
+                "report": rep,
+            }
+            for v, a, b, n, st, vd, rep in rows
+        ],
+    )
 
 
 class ReportPages:
