@@ -154,6 +154,25 @@ def test_replayed_batches_are_logged_once(db: Database) -> None:
     assert ids == [f"p-{i}" for i in range(15)]
 
 
+def test_log_writes_keep_order_and_survive_a_session_reset(db: Database) -> None:
+    """Rows keep their batch order in the log (PostgreSQL stages them through COPY), JSON with
+    awkward characters comes back as sent, and a session whose temporary tables were
+    discarded (as a pooler does) still writes."""
+    log = PredictionLog(db)
+    odd = _row(0)
+    odd["features"] = {"x": 'tab\t "quote" back\\slash \u00e9 é \n', "y": None, "z": 1e300}
+    batch = [odd] + [_row(i) for i in range(1, 600)]
+    assert log.write(batch) == 600
+    with db.engine.connect() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("DISCARD TEMP")
+            conn.commit()
+    assert log.write([_row(i) for i in range(600, 610)]) == 10
+    got = log.read_since("m", 0, 1000)
+    assert [r["id"] for r in got] == [f"p-{i}" for i in range(610)]
+    assert got[0]["features"] == odd["features"]
+
+
 def test_feedback_matches_known_ids_and_reports_unknown(db: Database) -> None:
     log = PredictionLog(db)
     log.write([_row(i) for i in range(4)])

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from modelloop.store.database import Database
 from modelloop.store.schema import feedback, predictions
@@ -22,20 +22,21 @@ class LogRow(TypedDict):
 
 
 LOG_COLUMNS = ("id", "ts", "model", "version", "features", "output", "latency_ms")
-ROWS_PER_STATEMENT = 500  # 3,500 parameters: under SQLite's and PostgreSQL's limits
+ROWS_PER_STATEMENT = 500  # 3,500 parameters: under SQLite's limit
+STAGE = "predictions_stage"  # PostgreSQL: the COPY target, a temporary table per session
 
 
 class PredictionLog:
     def __init__(self, db: Database) -> None:
         self.db = db
         # The log is the one table written at request rate; its JSON is encoded by orjson and
-        # duplicates of a logged id are skipped by the database. Measured fastest: on SQLite,
-        # multi-row INSERTs (one driver call per 500 rows; ~500k rows/s); on PostgreSQL,
-        # psycopg's pipelined executemany of a one-row INSERT (~80k rows/s, multi-row ~50k).
-        self._pipelined = db.engine.dialect.name == "postgresql"
-        mark = "%s" if self._pipelined else "?"
+        # duplicates of a logged id are skipped by the database. Measured cheapest for the
+        # serving process: on SQLite, multi-row INSERTs (one driver call per 500 rows); on
+        # PostgreSQL, COPY into a per-session staging table, then one INSERT ... SELECT ... ON
+        # CONFLICT DO NOTHING (40 % less client CPU per row than a pipelined executemany).
+        self._copy = db.engine.dialect.name == "postgresql"
         self._head = f"INSERT INTO {predictions.name} ({', '.join(LOG_COLUMNS)}) VALUES "
-        self._group = "(" + ",".join([mark] * len(LOG_COLUMNS)) + ")"
+        self._group = "(" + ",".join(["?"] * len(LOG_COLUMNS)) + ")"
         self._statements: dict[int, str] = {}
 
     def _statement(self, n: int) -> str:
@@ -53,20 +54,8 @@ class PredictionLog:
         dumps = orjson.dumps
         inserted = 0
         with self.db.engine.begin() as conn:
-            if self._pipelined:
-                params_many = [
-                    (
-                        r["id"],
-                        r["ts"],
-                        r["model"],
-                        r["version"],
-                        dumps(r["features"]).decode(),
-                        dumps(r["output"]).decode(),
-                        r["latency_ms"],
-                    )
-                    for r in rows
-                ]
-                return int(conn.exec_driver_sql(self._statement(1), params_many).rowcount)
+            if self._copy:
+                return self._copy_rows(conn, rows)
             for start in range(0, len(rows), ROWS_PER_STATEMENT):
                 chunk = rows[start : start + ROWS_PER_STATEMENT]
                 params: list[Any] = []
@@ -86,6 +75,41 @@ class PredictionLog:
                 result = conn.exec_driver_sql(self._statement(len(chunk)), tuple(params))
                 inserted += int(result.rowcount)
         return inserted
+
+    def _copy_rows(self, conn: Connection, rows: Sequence[LogRow]) -> int:
+        """PostgreSQL: COPY the batch into a temporary table of this session (emptied at
+        commit), then move it over in log order, skipping ids already logged."""
+        dumps = orjson.dumps
+        raw = conn.connection.driver_connection
+        columns = ", ".join(LOG_COLUMNS)
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            # every time (~35 us): a session that lost the table (DISCARD, a pooler) gets it back
+            cur.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (n integer, id text, "
+                "ts double precision, model text, version integer, features text, "
+                "output text, latency_ms double precision) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(f"COPY {STAGE} (n, {columns}) FROM STDIN") as copy:
+                write = copy.write_row
+                for n, r in enumerate(rows):
+                    write(
+                        (
+                            n,
+                            r["id"],
+                            r["ts"],
+                            r["model"],
+                            r["version"],
+                            dumps(r["features"]).decode(),
+                            dumps(r["output"]).decode(),
+                            r["latency_ms"],
+                        )
+                    )
+            cur.execute(
+                f"INSERT INTO {predictions.name} ({columns}) SELECT id, ts, model, version, "
+                f"features::json, output::json, latency_ms FROM {STAGE} ORDER BY n "
+                "ON CONFLICT DO NOTHING"
+            )
+            return int(cur.rowcount)
 
     def count(self, model: str | None = None) -> int:
         q = select(func.count()).select_from(predictions)
