@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 import pytest
-from service_helpers import ADMIN_TOKEN, MODEL, TestClient, assert_error, row
+from service_helpers import ADMIN_TOKEN, MODEL, TestClient, assert_error, oip_inputs, row
 
 
 def post(client: TestClient, raw: bytes, path: str = f"/v1/models/{MODEL}/predict") -> Any:
@@ -60,3 +60,33 @@ def test_huge_version_is_404_not_500(client: TestClient) -> None:
     )
     r = client.get(f"/v2/models/{MODEL}/versions/99999999999999999999")
     assert_error(r, 404, "no version")
+
+
+@pytest.mark.parametrize("version", ["²", "٣", "1²"])
+def test_version_in_other_digits_is_4xx_not_500(client: TestClient, version: str) -> None:
+    """`str.isdigit` takes '²' (which `int` refuses) and '٣' (which `int` reads as 3)."""
+    body = json.dumps({"instances": [row(1)]}).encode()
+    r = post(client, body, f"/v1/models/{MODEL}/versions/{version}/predict")
+    assert_error(r, 422, "version")  # v1 versions are integers
+    infer = {"inputs": oip_inputs([row(1)])}
+    r = client.post(f"/v2/models/{MODEL}/versions/{version}/infer", json=infer)
+    assert_error(r, 404, "no version")
+    assert_error(client.get(f"/v2/models/{MODEL}/versions/{version}"), 404, "no version")
+
+
+@pytest.mark.parametrize("datatype", [{}, [], 32, None])
+def test_infer_datatype_not_a_string_is_422_not_500(client: TestClient, datatype: Any) -> None:
+    inputs = oip_inputs([row(1)])
+    inputs[0]["datatype"] = datatype
+    r = client.post(f"/v2/models/{MODEL}/infer", json={"inputs": inputs})
+    assert_error(r, 422, "datatype")
+
+
+def test_deeply_nested_tensor_data_is_not_500(client: TestClient) -> None:
+    """Nesting JSON accepts (orjson stops at 1024) but a recursive flatten would not."""
+    inputs = oip_inputs([row(1)])
+    inputs[0]["data"] = "NESTED"
+    raw = json.dumps({"inputs": inputs}).encode()
+    raw = raw.replace(b'"NESTED"', b"[" * 1000 + b"52" + b"]" * 1000)
+    r = post(client, raw, f"/v2/models/{MODEL}/infer")
+    assert r.status_code == 200, r.text

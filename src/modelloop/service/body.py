@@ -79,6 +79,12 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether `text` is a non-negative integer in ASCII digits (`str.isdigit` also takes
+    '²' or '٣', which `int` refuses or reads as another number)."""
+    return text.isascii() and text.isdigit()
+
+
 def check_content_type(ctype: str | None) -> None:
     """JSON bodies may come with no content type or a JSON one; anything else is a 415."""
     if ctype is None:

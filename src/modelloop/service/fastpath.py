@@ -11,6 +11,7 @@ import logging
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelloop.service.body import ascii_digits
 from modelloop.service.errors import PayloadTooLarge, ServiceError
 from modelloop.service.predict import Predictor, Reply
 
@@ -32,7 +33,7 @@ def match(path: str) -> tuple[str, str, str | None] | None:
         return None
     if n == 5:
         return kind, parts[3], None
-    if parts[4] != "versions" or not parts[5].isdigit():
+    if parts[4] != "versions" or not ascii_digits(parts[5]):
         return None
     return kind, parts[3], parts[5]
 

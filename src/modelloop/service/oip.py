@@ -2,12 +2,14 @@
 
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
+from modelloop.service.body import ascii_digits
 from modelloop.service.errors import BadRequest, Unprocessable
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -93,14 +95,22 @@ def _shape_rows(name: str, shape: Any) -> tuple[int, int]:
 
 
 def _flatten(data: Any) -> list[Any]:
+    """The values of row-major nested lists, in order (iteratively: nesting may be deep)."""
     if type(data) is not list:
         return [data]
-    if data and type(data[0]) is list:
-        flat: list[Any] = []
-        for item in data:
-            flat.extend(_flatten(item))
-        return flat
-    return data
+    if not data or type(data[0]) is not list:
+        return data
+    flat: list[Any] = []
+    stack: list[Iterator[Any]] = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if type(item) is list:
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
 
 
 def _lenient_json(raw: bytes, error: Exception) -> Any:
@@ -116,7 +126,7 @@ def _lenient_json(raw: bytes, error: Exception) -> Any:
 def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     binary = b""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(raw):
+        if not ascii_digits(header_length) or int(header_length) > len(raw):
             raise BadRequest(f"{HEADER_LENGTH} must be the JSON header's byte length")
         json_part, binary = raw[: int(header_length)], raw[int(header_length) :]
     else:
@@ -140,7 +150,7 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
             raise Unprocessable("each input needs a name, shape, datatype and data")
         name, dtype = t["name"], t.get("datatype")
         count, n = _shape_rows(name, t.get("shape"))
-        if dtype != "BYTES" and dtype not in NUMPY_OF:
+        if type(dtype) is not str or (dtype != "BYTES" and dtype not in NUMPY_OF):
             raise Unprocessable(f"input {name!r}: datatype {dtype!r} is not supported")
         params = t.get("parameters") or {}
         if type(params) is not dict:

@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 
 from modelloop.service import oip
-from modelloop.service.body import check_content_type, parse_json
+from modelloop.service.body import ascii_digits, check_content_type, parse_json
 from modelloop.service.errors import NotFound, PayloadTooLarge, ServiceError, Unprocessable
 from modelloop.service.models import Slot
 from modelloop.service.served import Outputs, ServedModel
@@ -161,7 +161,7 @@ class Predictor:
         if version is None:
             return self.service.models.get(model)
         if isinstance(version, str):
-            if not version.isdigit():
+            if not ascii_digits(version):
                 raise NotFound(f"model {model!r} has no version {version!r}")
             version = int(version)
         return await self.service.models.get_version(model, version)

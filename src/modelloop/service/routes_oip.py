@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 import modelloop
 from modelloop.service import oip
+from modelloop.service.body import ascii_digits
 from modelloop.service.errors import (
     NotFound,
     Unavailable,
@@ -68,7 +69,7 @@ def oip_router(service: Service, predictor: Predictor) -> APIRouter:
         return service.models.get(model)
 
     async def slot_for_version(model: str, version: str) -> Slot:
-        if not version.isdigit():
+        if not ascii_digits(version):
             raise NotFound(f"model {model!r} has no version {version!r}")
         return await service.models.get_version(model, int(version))
 
