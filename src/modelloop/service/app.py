@@ -106,7 +106,7 @@ def create_app(
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> Response:
-        return json_response({"error": exc.message}, exc.status)
+        return json_response({"error": exc.message}, exc.status, exc.headers)
 
     @app.exception_handler(SQLAlchemyError)
     async def database_down(_: Request, exc: SQLAlchemyError) -> Response:
@@ -123,7 +123,8 @@ def create_app(
         text = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and text == "Not Found":
             text = "no such endpoint"
-        return json_response({"error": text}, exc.status_code)
+        # Keep the exception's headers: a 405 carries `Allow` (RFC 9110).
+        return json_response({"error": text}, exc.status_code, exc.headers)
 
     predictor = Predictor(service)
     app.include_router(v1_router(service, predictor))

@@ -3,6 +3,7 @@
 
 class ServiceError(Exception):
     status = 500
+    headers: dict[str, str] = {}  # noqa: RUF012 (read only)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -15,6 +16,7 @@ class BadRequest(ServiceError):
 
 class Unauthorized(ServiceError):
     status = 401
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 (read only)
 
 
 class Forbidden(ServiceError):

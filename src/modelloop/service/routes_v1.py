@@ -1,6 +1,7 @@
 """The v1 JSON API: predict, feedback, and the models' descriptions."""
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -16,8 +17,10 @@ from modelloop.store.errors import StoreError
 JSON = "application/json"
 
 
-def json_response(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type=JSON)
+def json_response(
+    content: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=JSON, headers=headers)
 
 
 def v1_router(service: Service, predictor: Predictor) -> APIRouter:
