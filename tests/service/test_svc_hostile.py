@@ -82,6 +82,18 @@ def test_infer_datatype_not_a_string_is_422_not_500(client: TestClient, datatype
     assert_error(r, 422, "datatype")
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("id", 7), ("parameters", []), ("outputs", [{"name": "label", "parameters": 1}])],
+)
+def test_infer_fields_of_the_wrong_type_are_422(client: TestClient, field: str, value: Any) -> None:
+    """Fields the schema types are refused when mistyped, not silently ignored."""
+    r = client.post(
+        f"/v2/models/{MODEL}/infer", json={"inputs": oip_inputs([row(1)]), field: value}
+    )
+    assert_error(r, 422)
+
+
 def test_deeply_nested_tensor_data_is_not_500(client: TestClient) -> None:
     """Nesting JSON accepts (orjson stops at 1024) but a recursive flatten would not."""
     inputs = oip_inputs([row(1)])
@@ -90,3 +102,9 @@ def test_deeply_nested_tensor_data_is_not_500(client: TestClient) -> None:
     raw = raw.replace(b'"NESTED"', b"[" * 1000 + b"52" + b"]" * 1000)
     r = post(client, raw, f"/v2/models/{MODEL}/infer")
     assert r.status_code == 200, r.text
+
+
+def test_categorical_value_over_the_documented_limit_is_422(client: TestClient) -> None:
+    body = {"instances": [dict(row(1), region="x" * 10_001)]}
+    r = client.post(f"/v1/models/{MODEL}/predict", json=body)
+    assert_error(r, 422, "region", "10000")

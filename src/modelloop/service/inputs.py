@@ -7,6 +7,7 @@ from modelloop.service.errors import Unprocessable
 from modelloop.store.metadata import ModelMetadata
 
 FLOAT32_MAX = 3.4028234663852886e38
+MAX_STRING = 10_000  # characters in one categorical value
 NAN = math.nan
 
 
@@ -68,6 +69,11 @@ class InputSchema:
                         )
                 else:
                     if type(value) is str:
+                        if len(value) > MAX_STRING:
+                            raise Unprocessable(
+                                f"instance {index}: feature {name!r} is longer than "
+                                f"{MAX_STRING} characters"
+                            )
                         col.append(value)
                     elif value is None:
                         col.append("")

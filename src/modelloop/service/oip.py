@@ -94,10 +94,8 @@ def _shape_rows(name: str, shape: Any) -> tuple[int, int]:
     return shape[0], shape[0]
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(data: list[Any]) -> list[Any]:
     """The values of row-major nested lists, in order (iteratively: nesting may be deep)."""
-    if type(data) is not list:
-        return [data]
     if not data or type(data[0]) is not list:
         return data
     flat: list[Any] = []
@@ -111,6 +109,15 @@ def _flatten(data: Any) -> list[Any]:
         else:
             stack.pop()
     return flat
+
+
+def _parameters(where: str, value: Any) -> dict[str, Any]:
+    """A `parameters` object: absent or null is empty; anything else but an object is a 422."""
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise Unprocessable(f"{where}parameters must be an object")
+    return value
 
 
 def _lenient_json(raw: bytes, error: Exception) -> Any:
@@ -152,10 +159,7 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
         count, n = _shape_rows(name, t.get("shape"))
         if type(dtype) is not str or (dtype != "BYTES" and dtype not in NUMPY_OF):
             raise Unprocessable(f"input {name!r}: datatype {dtype!r} is not supported")
-        params = t.get("parameters") or {}
-        if type(params) is not dict:
-            raise Unprocessable(f"input {name!r}: parameters must be an object")
-        size = params.get("binary_data_size")
+        size = _parameters(f"input {name!r}: ", t.get("parameters")).get("binary_data_size")
         if size is not None:
             if type(size) is not int or size < 0 or offset + size > len(binary):
                 raise BadRequest(f"input {name!r}: binary_data_size {size!r} runs past the body")
@@ -171,6 +175,8 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
         else:
             if "data" not in t:
                 raise Unprocessable(f"input {name!r} has no data")
+            if type(t["data"]) is not list:
+                raise Unprocessable(f"input {name!r}: data must be a list")
             values = _flatten(t["data"])
             if len(values) != count:
                 raise Unprocessable(
@@ -200,8 +206,7 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     assert rows is not None
     if rows == 0:
         raise Unprocessable("inputs have zero rows")
-    params = body.get("parameters") or {}
-    binary_all = bool(type(params) is dict and params.get("binary_data_output"))
+    binary_all = bool(_parameters("", body.get("parameters")).get("binary_data_output"))
     outputs_in = body.get("outputs")
     requested: list[str] | None = None
     binary_outputs: set[str] = set()
@@ -213,12 +218,13 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
             if type(o) is not dict or type(o.get("name")) is not str:
                 raise Unprocessable("each requested output needs a name")
             requested.append(o["name"])
-            op = o.get("parameters") or {}
-            if type(op) is dict and op.get("binary_data"):
+            if _parameters(f"output {o['name']!r}: ", o.get("parameters")).get("binary_data"):
                 binary_outputs.add(o["name"])
     rid = body.get("id")
+    if rid is not None and type(rid) is not str:
+        raise Unprocessable('"id" must be a string')
     return InferRequest(
-        id=rid if type(rid) is str else None,
+        id=rid,
         inputs=inputs,
         rows=rows,
         outputs=requested,

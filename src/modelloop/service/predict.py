@@ -53,9 +53,9 @@ def _instances(body: Any, max_instances: int) -> tuple[list[Any], list[str] | No
     extra = set(body) - {"instances", "ids"}
     if extra:
         raise Unprocessable(f"unknown field {sorted(extra)[0]!r}; expected instances and ids")
-    ids = body.get("ids")
-    if ids is None:
+    if "ids" not in body:
         return instances, None
+    ids = body["ids"]
     if type(ids) is not list or len(ids) != len(instances):
         raise Unprocessable('"ids" must be a list with one id per instance')
     for i, pid in enumerate(ids):
