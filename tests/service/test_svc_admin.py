@@ -143,7 +143,7 @@ def test_promote_swaps_at_once_and_rollback_returns(admin: TestClient, home: Pat
     assert serving(admin) == 1
     assert registry.active(MODEL) == 1
     # Nothing earlier than version 1 to roll back to.
-    assert_error(admin.post(f"/v1/admin/models/{MODEL}/rollback", headers=AUTH), 422)
+    assert_error(admin.post(f"/v1/admin/models/{MODEL}/rollback", headers=AUTH), 409)
     assert serving(admin) == 1
 
     kinds = [(e["kind"], e["details"].get("to_version")) for e in events(home)]

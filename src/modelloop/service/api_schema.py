@@ -1,8 +1,28 @@
-"""Request and response shapes, for validation where speed does not matter and for /docs."""
+"""Request and response shapes, for validation where speed does not matter and for /docs.
 
-from typing import Any
+The OpenAPI schema is a contract, checked by schemathesis (tests/service/test_svc_schemathesis.py):
+each route declares every status it can answer, with its body; request models are strict (no
+coercion, no unknown fields) and carry the limits the handlers enforce.
+"""
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+
+from modelloop.service.inputs import FLOAT32_MAX, MAX_STRING
+from modelloop.service.oip import NUMPY_OF
+
+MODEL_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
+MAX_ID = 128  # characters in one prediction id
 
 
 class _Strict(BaseModel):
@@ -13,48 +33,133 @@ class ErrorBody(BaseModel):
     error: str = Field(description="what is wrong, in words")
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        400: "malformed request",
-        404: "no such model or version",
-        413: "body too large",
-        415: "unsupported content type",
-        422: "request does not fit the model",
-        503: "not ready",
-    }.items()
+_ERROR_TEXT = {
+    400: "malformed request: an empty body, or a body that is not JSON",
+    401: "no admin token, or a wrong one",
+    403: "admin API disabled (no MODELLOOP_ADMIN_TOKEN on the service)",
+    404: "no such model, version or job",
+    409: "nothing to roll back to",
+    413: "body over MODELLOOP_MAX_BODY_BYTES, or more rows than MODELLOOP_MAX_INSTANCES",
+    415: "body is not JSON",
+    422: "well-formed but not valid: the message names the field (or feature and row)",
+    503: "not ready: no version serving yet, a version that does not load, draining, or the "
+    "database unavailable",
 }
 
-_VALUE = {"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 10_000}, {"type": "null"}]}
-PREDICT_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["instances"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "instances": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {"type": "object", "additionalProperties": _VALUE},
-                            "description": "one object per row: feature name -> value; null "
-                            "for a missing value",
-                        },
-                        "ids": {
-                            "type": "array",
-                            "items": {"type": "string", "minLength": 1, "maxLength": 128},
-                            "description": "your own prediction ids, one per instance",
+
+def responses(
+    *codes: int,
+    ok: int = 200,
+    body: Any = None,
+    text: str = "OK",
+    html: bool = False,
+    **extra: Any,
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: `ok` (with model `body`, if any) and each error code with ErrorBody.
+
+    FastAPI files a `model` under the route's media type, so a route answering HTML (`html`)
+    gets its JSON error body spelt out instead."""
+    out: dict[int | str, dict[str, Any]] = {ok: {"description": text, **extra}}
+    if body is not None:
+        out[ok]["model"] = body
+    for code in codes:
+        out[code] = {"description": _ERROR_TEXT[code]}
+        if html:
+            out[code]["content"] = {"application/json": {"schema": ErrorBody.model_json_schema()}}
+        else:
+            out[code]["model"] = ErrorBody
+        if code == 401:
+            out[code]["headers"] = {
+                "WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}
+            }
+    return out
+
+
+# -- path parameters -----------------------------------------------------------------------
+# Documented here, checked by the handlers (and the prediction fast path, which FastAPI's
+# validation never sees): a name or version that cannot exist is simply not found (404).
+
+ModelName = Annotated[
+    str,
+    Path(
+        description="model name",
+        examples=["default"],
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
+    ),
+]
+Version = Annotated[
+    int, Path(description="version number", examples=[1], json_schema_extra={"minimum": 1})
+]
+OipVersion = Annotated[
+    str,
+    Path(
+        description="version number (a string in the Open Inference Protocol)",
+        examples=["1"],
+        json_schema_extra={"pattern": "^[0-9]+$"},
+    ),
+]
+
+
+# -- v1 predict ----------------------------------------------------------------------------
+
+_VALUE = {
+    "anyOf": [
+        {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX},
+        {"type": "string", "maxLength": MAX_STRING},
+        {"type": "null"},
+    ]
+}
+_EXAMPLE_ROW = {
+    "age": 52,
+    "income": 41000,
+    "tenure_months": 3,
+    "sessions_per_week": 1,
+    "support_tickets": 4,
+    "region": "south",
+    "plan": "basic",
+    "device": "ios",
+}
+
+
+def predict_body(max_instances: int) -> dict[str, Any]:
+    """The predict request (validated by hand on the hot path, so documented by hand)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["instances"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "instances": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": max_instances,
+                                "items": {"type": "object", "additionalProperties": _VALUE},
+                                "description": "one object per row: feature name -> value (a "
+                                "number, a string, or null for a missing value). Each row must "
+                                "have exactly the model's features (GET /v1/models/{model}); "
+                                "numeric features take numbers or null, categorical ones "
+                                "strings, integers or null (else 422)",
+                            },
+                            "ids": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": max_instances,
+                                "uniqueItems": True,
+                                "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
+                                "description": "your own prediction ids, one per instance "
+                                "(else 422)",
+                            },
                         },
                     },
-                },
-                "example": {"instances": [{"age": 42, "plan": "basic"}]},
-            }
-        },
+                    "example": {"instances": [_EXAMPLE_ROW]},
+                }
+            },
+        }
     }
-}
 
 
 class Prediction(BaseModel):
@@ -70,14 +175,11 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
-PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": PredictResponse, "description": "one prediction per instance"},
-    **ERRORS,
-}
+# -- feedback ------------------------------------------------------------------------------
 
 
 class FeedbackItem(_Strict):
-    id: StrictStr = Field(min_length=1, max_length=128, description="a prediction id")
+    id: StrictStr = Field(min_length=1, max_length=MAX_ID, description="a prediction id")
     label: StrictInt | StrictFloat | StrictStr = Field(description="the true label or value")
 
 
@@ -91,8 +193,67 @@ class FeedbackResult(BaseModel):
     unknown_ids: list[str]
 
 
+# -- models --------------------------------------------------------------------------------
+
+
+class VersionSummary(BaseModel):
+    version: int
+    created_at: float
+    estimator: str
+    trigger: str
+    metrics: dict[str, float | None]
+    parent_version: int | None
+
+
+class ModelDescription(BaseModel):
+    name: str
+    active_version: int | None
+    serving_version: int | None
+    task: str
+    primary_metric: str
+    metrics: dict[str, float | None]
+    features: list[dict[str, Any]] = Field(description="name, kind and categories, in order")
+    classes: list[int | str]
+    versions: list[VersionSummary]
+    history: list[dict[str, Any]] | None = Field(
+        default=None, description="promotions and rollbacks (GET /v1/models/{model} only)"
+    )
+    parity: dict[str, Any] | None = Field(default=None, description="ONNX/sklearn parity")
+    data: dict[str, Any] | None = Field(default=None, description="training data")
+
+
+class ModelList(BaseModel):
+    models: list[ModelDescription]
+
+
+class DriftReport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    version: int
+    time: float
+    window_start: float
+    window_end: float
+    rows: int
+    verdict: str
+    state: str
+
+
+# -- admin ---------------------------------------------------------------------------------
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer includes 2.0; accept it as 2 (and leave the rest to StrictInt)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_number)]
+
+
 class PromoteRequest(_Strict):
-    version: StrictInt = Field(ge=1)
+    version: WholeNumber = Field(ge=1, description="the version to load and activate")
     reason: StrictStr = Field(default="promoted through the admin API", max_length=1000)
 
 
@@ -130,3 +291,143 @@ class JobOut(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobOut]
+
+
+# -- Open Inference Protocol v2 ------------------------------------------------------------
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Live(BaseModel):
+    live: bool
+
+
+class Ready(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, str]
+
+
+class OutputTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[int | float | str] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str
+    parameters: dict[str, str]
+    outputs: list[OutputTensor]
+
+
+_PARAMETERS = {"type": ["object", "null"], "description": "free-form parameters"}
+_INFER_EXAMPLE = {
+    "inputs": [
+        {
+            "name": name,
+            "datatype": "BYTES" if isinstance(value, str) else "FP32",
+            "shape": [1, 1],
+            "data": [value],
+        }
+        for name, value in _EXAMPLE_ROW.items()
+    ]
+}
+
+INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "An inference request in JSON. With the binary tensor data extension, "
+        "the JSON header is followed by the tensors' bytes, its length given in the "
+        "Inference-Header-Content-Length header and each tensor's size in its "
+        "parameters.binary_data_size.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": ["string", "null"]},
+                        "parameters": _PARAMETERS,
+                        "inputs": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "required": ["name", "shape", "datatype", "data"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "shape": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 2,
+                                        "items": {"type": "integer", "minimum": 0},
+                                    },
+                                    "datatype": {"enum": ["BYTES", *NUMPY_OF]},
+                                    "parameters": _PARAMETERS,
+                                    "data": {
+                                        "type": "array",
+                                        "description": "the values, flat or nested by row; "
+                                        "numbers, or strings for BYTES",
+                                    },
+                                },
+                            },
+                            "description": "one tensor per feature, named and typed as in the "
+                            "model's metadata (GET /v2/models/{model}), of shape [rows] or "
+                            "[rows, 1] (else 422)",
+                        },
+                        "outputs": {
+                            "type": ["array", "null"],
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "parameters": _PARAMETERS,
+                                },
+                            },
+                        },
+                    },
+                },
+                "example": _INFER_EXAMPLE,
+            }
+        },
+    }
+}
+INFER_RESPONSES = responses(
+    400,
+    404,
+    413,
+    422,
+    503,
+    body=InferResponse,
+    text="the outputs; with binary outputs requested, the JSON header followed by the "
+    "tensors' bytes (application/octet-stream, header length in "
+    "Inference-Header-Content-Length)",
+    content={"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+)

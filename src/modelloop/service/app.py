@@ -4,9 +4,11 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,6 +44,31 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "request is not valid"
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, less the 422 it adds by itself to every route with parameters: its
+    body shape (`HTTPValidationError`) is not ours, and the routes whose requests can fail
+    validation declare their 422 with our `{"error": ...}` body."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        fastapis = "#/components/schemas/HTTPValidationError"
+        for path in schema["paths"].values():
+            for operation in path.values():
+                unprocessable = operation.get("responses", {}).get("422", {})
+                body = unprocessable.get("content", {}).get("application/json", {})
+                if body.get("schema", {}).get("$ref") == fastapis:
+                    del operation["responses"]["422"]
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app(
@@ -131,6 +158,8 @@ def create_app(
     app.include_router(oip_router(service, predictor))
     app.include_router(admin_router(service))
     app.include_router(reports_router(service))
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

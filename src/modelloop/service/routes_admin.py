@@ -4,12 +4,13 @@ import asyncio
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from modelloop.service import api_schema as schema
-from modelloop.service.errors import Forbidden, NotFound, Unauthorized, Unprocessable
+from modelloop.service.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from modelloop.service.loading import LoadFailed
 from modelloop.service.routes_v1 import json_response
 from modelloop.service.state import Service
@@ -25,36 +26,42 @@ def admin_router(service: Service) -> APIRouter:
     token = service.settings.admin_token
     expected = token.get_secret_value().encode() if token is not None else None
 
-    def authorise(request: Request) -> str:
+    # Documents the scheme in OpenAPI; `authorise` gives the answers (403 when admin is off).
+    bearer = HTTPBearer(
+        auto_error=False,
+        scheme_name="adminToken",
+        description="MODELLOOP_ADMIN_TOKEN, as 'Authorization: Bearer <token>'",
+    )
+
+    def authorise(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> str:
         if not expected:
             raise Forbidden("admin API disabled: set MODELLOOP_ADMIN_TOKEN to enable it")
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
+        if credentials is None:
             raise Unauthorized("admin API needs 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(given.strip().encode(), expected):
+        if not hmac.compare_digest(credentials.credentials.strip().encode(), expected):
             raise Unauthorized("admin token is not valid")
         client = request.client.host if request.client else "unknown"
         return f"admin@{client}"
 
-    router = APIRouter(
-        prefix="/v1/admin",
-        tags=["admin"],
-        responses={
-            **schema.ERRORS,
-            401: {"model": schema.ErrorBody, "description": "no or wrong token"},
-            403: {"model": schema.ErrorBody, "description": "admin API disabled"},
-        },
-    )
+    router = APIRouter(prefix="/v1/admin", tags=["admin"])
+    # Every admin route: 401/403 from `authorise`, 503 when the database is away.
+    guarded = (401, 403, 503)
 
     @router.post(
         "/models/{model}/retrain",
         status_code=202,
-        response_model=schema.JobOut,
         summary="Queue a retrain job",
+        responses=schema.responses(
+            *guarded, 400, 404, 413, 422, ok=202, body=schema.JobOut, text="the job (new or queued)"
+        ),
     )
     async def retrain(
-        model: str, body: schema.RetrainRequest | None = None, actor: str = Depends(authorise)
+        model: schema.ModelName,
+        body: schema.RetrainRequest | None = None,
+        actor: str = Depends(authorise),
     ) -> Response:
         service.models.require_known(model)
         reason = body.reason if body else schema.RetrainRequest().reason
@@ -68,16 +75,24 @@ def admin_router(service: Service) -> APIRouter:
         )
         return json_response(job.as_dict(), status=202)
 
-    @router.get("/jobs", response_model=schema.JobList, summary="Recent jobs")
+    @router.get(
+        "/jobs",
+        summary="Recent jobs",
+        responses=schema.responses(*guarded, 422, body=schema.JobList),
+    )
     async def jobs(
-        model: str | None = None, limit: int = 100, actor: str = Depends(authorise)
+        model: Annotated[str | None, Query(description="only this model's jobs")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="newest first")] = 100,
+        actor: str = Depends(authorise),
     ) -> Response:
-        if not 1 <= limit <= 1000:
-            raise Unprocessable("limit must be between 1 and 1000")
         found = await asyncio.to_thread(service.jobs.list, model, limit)
         return json_response({"jobs": [j.as_dict() for j in found]})
 
-    @router.get("/jobs/{job_id}", response_model=schema.JobOut, summary="One job")
+    @router.get(
+        "/jobs/{job_id}",
+        summary="One job",
+        responses=schema.responses(*guarded, 404, 422, body=schema.JobOut),
+    )
     async def job(
         job_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], actor: str = Depends(authorise)
     ) -> Response:
@@ -89,11 +104,11 @@ def admin_router(service: Service) -> APIRouter:
 
     @router.post(
         "/models/{model}/promote",
-        response_model=schema.SwapResult,
         summary="Load, smoke-test and activate a version",
+        responses=schema.responses(*guarded, 400, 404, 413, 422, body=schema.SwapResult),
     )
     async def promote(
-        model: str, body: schema.PromoteRequest, actor: str = Depends(authorise)
+        model: schema.ModelName, body: schema.PromoteRequest, actor: str = Depends(authorise)
     ) -> Response:
         service.models.require_known(model)
         if body.version not in service.registry.versions(model):
@@ -123,25 +138,27 @@ def admin_router(service: Service) -> APIRouter:
 
     @router.post(
         "/models/{model}/rollback",
-        response_model=schema.SwapResult,
         summary="Return to the previously active version",
+        responses=schema.responses(*guarded, 400, 404, 409, 413, 422, body=schema.SwapResult),
     )
     async def rollback(
-        model: str, body: schema.RollbackRequest | None = None, actor: str = Depends(authorise)
+        model: schema.ModelName,
+        body: schema.RollbackRequest | None = None,
+        actor: str = Depends(authorise),
     ) -> Response:
         service.models.require_known(model)
         reason = body.reason if body else schema.RollbackRequest().reason
         target = service.registry.rollback_target(model)
         if target is None:
-            raise Unprocessable(str(NothingToRollBack(model)))
+            raise Conflict(str(NothingToRollBack(model)))
         try:
             served = await service.models.load_checked(model, target)
         except LoadFailed as e:
             raise Unprocessable(f"cannot roll back to version {target}: {e}") from None
         try:
             entry = await asyncio.to_thread(service.registry.rollback, model, actor, reason)
-        except StoreError as e:
-            raise Unprocessable(str(e)) from None
+        except StoreError as e:  # the history moved meanwhile
+            raise Conflict(str(e)) from None
         if entry.to_version == served.version:
             service.models.install(served)
         else:  # someone moved the pointer meanwhile; the poller will catch up

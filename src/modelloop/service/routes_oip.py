@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 import modelloop
+from modelloop.service import api_schema as schema
 from modelloop.service import oip
 from modelloop.service.body import ascii_digits
 from modelloop.service.errors import (
@@ -46,7 +47,9 @@ def _metadata(served: ServedModel, versions: list[int]) -> dict[str, Any]:
 def oip_router(service: Service, predictor: Predictor) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
-    @router.get("", summary="Server metadata")
+    @router.get(
+        "", summary="Server metadata", responses=schema.responses(body=schema.ServerMetadata)
+    )
     async def server_metadata() -> Response:
         return json_response(
             {
@@ -56,11 +59,18 @@ def oip_router(service: Service, predictor: Predictor) -> APIRouter:
             }
         )
 
-    @router.get("/health/live", summary="Liveness")
+    @router.get("/health/live", summary="Liveness", responses=schema.responses(body=schema.Live))
     async def live() -> Response:
         return json_response({"live": True})
 
-    @router.get("/health/ready", summary="Readiness: models loaded and not draining")
+    @router.get(
+        "/health/ready",
+        summary="Readiness: models loaded and not draining",
+        responses={
+            200: {"model": schema.Ready, "description": "ready"},
+            503: {"model": schema.Ready, "description": "starting or draining"},
+        },
+    )
     async def ready() -> Response:
         ok = service.started and not service.draining
         return json_response({"ready": ok}, 200 if ok else 503)
@@ -73,25 +83,36 @@ def oip_router(service: Service, predictor: Predictor) -> APIRouter:
             raise NotFound(f"model {model!r} has no version {version!r}")
         return await service.models.get_version(model, int(version))
 
-    @router.get("/models/{model}", summary="Model metadata")
-    async def model_metadata(model: str) -> Response:
+    metadata_responses = schema.responses(404, 503, body=schema.ModelMetadata)
+    ready_responses = schema.responses(404, 503, body=schema.ModelReady)
+
+    @router.get("/models/{model}", summary="Model metadata", responses=metadata_responses)
+    async def model_metadata(model: schema.ModelName) -> Response:
         slot = slot_for(model)
         return json_response(_metadata(slot.served, service.models.versions_of(model)))
 
-    @router.get("/models/{model}/versions/{version}", summary="Model version metadata")
-    async def version_metadata(model: str, version: str) -> Response:
+    @router.get(
+        "/models/{model}/versions/{version}",
+        summary="Model version metadata",
+        responses=metadata_responses,
+    )
+    async def version_metadata(model: schema.ModelName, version: schema.OipVersion) -> Response:
         slot = await slot_for_version(model, version)
         return json_response(_metadata(slot.served, service.models.versions_of(model)))
 
-    @router.get("/models/{model}/ready", summary="Model readiness")
-    async def model_ready(model: str) -> Response:
+    @router.get("/models/{model}/ready", summary="Model readiness", responses=ready_responses)
+    async def model_ready(model: schema.ModelName) -> Response:
         slot_for(model)
         if service.draining:
             raise Unavailable("draining")
         return json_response({"name": model, "ready": True})
 
-    @router.get("/models/{model}/versions/{version}/ready", summary="Model version readiness")
-    async def version_ready(model: str, version: str) -> Response:
+    @router.get(
+        "/models/{model}/versions/{version}/ready",
+        summary="Model version readiness",
+        responses=ready_responses,
+    )
+    async def version_ready(model: schema.ModelName, version: schema.OipVersion) -> Response:
         await slot_for_version(model, version)
         return json_response({"name": model, "ready": True})
 
@@ -101,12 +122,24 @@ def oip_router(service: Service, predictor: Predictor) -> APIRouter:
         )
         return Response(reply.body, media_type=reply.media_type, headers=reply.headers)
 
-    @router.post("/models/{model}/infer", summary="Inference (JSON or binary tensors)")
-    async def infer_active(model: str, request: Request) -> Response:
+    @router.post(
+        "/models/{model}/infer",
+        summary="Inference (JSON or binary tensors)",
+        openapi_extra=schema.INFER_BODY,
+        responses=schema.INFER_RESPONSES,
+    )
+    async def infer_active(model: schema.ModelName, request: Request) -> Response:
         return await infer(request, model, None)
 
-    @router.post("/models/{model}/versions/{version}/infer", summary="Inference on a version")
-    async def infer_version(model: str, version: str, request: Request) -> Response:
+    @router.post(
+        "/models/{model}/versions/{version}/infer",
+        summary="Inference on a version",
+        openapi_extra=schema.INFER_BODY,
+        responses=schema.INFER_RESPONSES,
+    )
+    async def infer_version(
+        model: schema.ModelName, version: schema.OipVersion, request: Request
+    ) -> Response:
         return await infer(request, model, version)
 
     return router

@@ -5,6 +5,7 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
+from modelloop.service import api_schema as schema
 from modelloop.service.errors import NotFound
 from modelloop.service.routes_v1 import json_response
 from modelloop.service.state import Service
@@ -19,8 +20,12 @@ def reports_router(service: Service) -> APIRouter:
         MonitorStates(service.db),
     )
 
-    @router.get("/v1/models/{model}/drift", summary="The latest drift report (JSON)")
-    async def drift(model: str) -> Response:
+    @router.get(
+        "/v1/models/{model}/drift",
+        summary="The latest drift report (JSON)",
+        responses=schema.responses(404, 503, body=schema.DriftReport),
+    )
+    async def drift(model: schema.ModelName) -> Response:
         service.models.require_known(model)
         latest = await asyncio.to_thread(reports.latest, model)
         state = await asyncio.to_thread(states.get, model)
@@ -49,8 +54,9 @@ def reports_router(service: Service) -> APIRouter:
         "/v1/models/{model}/report",
         summary="The drift report page (HTML)",
         response_class=HTMLResponse,
+        responses=schema.responses(404, 503, text="the page", html=True),
     )
-    async def page(model: str) -> Response:
+    async def page(model: schema.ModelName) -> Response:
         service.models.require_known(model)
         html = await asyncio.to_thread(pages.get, model)
         if html is None:

@@ -27,14 +27,26 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
     router = APIRouter()
     metrics = service.metrics
 
+    predict_body = schema.predict_body(service.settings.max_instances)
+    predict_responses = schema.responses(
+        400,
+        404,
+        413,
+        415,
+        422,
+        503,
+        body=schema.PredictResponse,
+        text="one prediction per instance",
+    )
+
     @router.post(
         "/v1/models/{model}/predict",
         tags=["predict"],
         summary="Predict with the active version",
-        openapi_extra=schema.PREDICT_BODY,
-        responses=schema.PREDICT_RESPONSES,
+        openapi_extra=predict_body,
+        responses=predict_responses,
     )
-    async def predict(model: str, request: Request) -> Response:
+    async def predict(model: schema.ModelName, request: Request) -> Response:
         reply = await predictor.v1(
             model, None, await request.body(), request.headers.get("content-type")
         )
@@ -44,10 +56,12 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         "/v1/models/{model}/versions/{version}/predict",
         tags=["predict"],
         summary="Predict with a given version",
-        openapi_extra=schema.PREDICT_BODY,
-        responses=schema.PREDICT_RESPONSES,
+        openapi_extra=predict_body,
+        responses=predict_responses,
     )
-    async def predict_version(model: str, version: int, request: Request) -> Response:
+    async def predict_version(
+        model: schema.ModelName, version: schema.Version, request: Request
+    ) -> Response:
         reply = await predictor.v1(
             model, version, await request.body(), request.headers.get("content-type")
         )
@@ -58,7 +72,7 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         tags=["feedback"],
         summary="Ground truth for predictions",
         response_model=schema.FeedbackResult,
-        responses=schema.ERRORS,
+        responses=schema.responses(400, 413, 422, 503, body=schema.FeedbackResult),
     )
     async def feedback(body: schema.FeedbackRequest) -> schema.FeedbackResult:
         await service.log.written()
@@ -68,7 +82,12 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         metrics.feedback_rows.labels("unknown").inc(len(items) - matched)
         return schema.FeedbackResult(received=len(items), matched=matched, unknown_ids=unknown)
 
-    @router.get("/v1/models", tags=["models"], summary="Every model, its versions and metrics")
+    @router.get(
+        "/v1/models",
+        tags=["models"],
+        summary="Every model, its versions and metrics",
+        responses=schema.responses(body=schema.ModelList),
+    )
     async def list_models() -> Response:
         names = await asyncio.to_thread(service.registry.models)
         out = [await asyncio.to_thread(_describe, service, name, False) for name in names]
@@ -77,10 +96,10 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
     @router.get(
         "/v1/models/{model}",
         tags=["models"],
-        responses=schema.ERRORS,
+        responses=schema.responses(404, body=schema.ModelDescription),
         summary="A model's versions, active version, metrics and input schema",
     )
-    async def get_model(model: str) -> Response:
+    async def get_model(model: schema.ModelName) -> Response:
         return json_response(await asyncio.to_thread(_describe, service, model, True))
 
     return router
