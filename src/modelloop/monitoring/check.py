@@ -5,15 +5,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from modelloop.monitoring.noise import DEFAULT_FLOORS, NoiseCalibration, calibrate
+import numpy as np
+
+from modelloop.monitoring.noise import DEFAULT_FLOORS, Levels, NoiseCalibration, calibrate
 from modelloop.monitoring.stats import (
+    PSI_EPS,
+    CategoricalReference,
     FeatureDrift,
+    FloatArray,
+    NumericReference,
     Statistic,
-    categorical_drift,
-    judge,
-    numeric_drift,
+    count_rows,
 )
-from modelloop.monitoring.window import Window
+from modelloop.monitoring.window import IntArray, Window
 from modelloop.store.metadata import ReferenceProfile
 
 SCORE = "prediction_score"
@@ -61,14 +65,76 @@ def _drift_dict(d: FeatureDrift) -> dict[str, Any]:
     return out
 
 
-def _features(window: Window, ref: ReferenceProfile) -> list[FeatureDrift]:
-    out = [numeric_drift(f, ref.numeric[f], *window.numeric[f]) for f in ref.numeric]
-    out += [
-        categorical_drift(f, ref.categorical[f], *window.categorical[f]) for f in ref.categorical
-    ]
-    out.append(numeric_drift(SCORE, ref.score, *window.score))
-    if ref.predicted is not None and window.predicted is not None:
-        out.append(categorical_drift(PREDICTED, ref.predicted, *window.predicted))
+class PreparedReference:
+    """A version's reference profile and noise calibration, with what every check derives from
+    them alone computed once: the reference's validated counts, shares and bin positions per
+    feature, and the thresholds per window size. Build one per version and pass it to `check`;
+    the statistics are the same numbers as without it."""
+
+    _MAX_SIZES = 64  # thresholds kept for this many (size, floors, multiplier); then cleared
+
+    def __init__(
+        self, ref: ReferenceProfile, calibration: NoiseCalibration, eps: float = PSI_EPS
+    ) -> None:
+        self.ref = ref
+        self.calibration = calibration
+        self.numeric = {f: NumericReference(p, eps) for f, p in ref.numeric.items()}
+        self.categorical = {f: CategoricalReference(p, eps) for f, p in ref.categorical.items()}
+        self.score = NumericReference(ref.score, eps)
+        self.predicted = None if ref.predicted is None else CategoricalReference(ref.predicted, eps)
+        self._thresholds: dict[tuple[int, float, tuple[tuple[str, float], ...]], Levels] = {}
+
+    def thresholds(self, n: int, floors: dict[Statistic, float], multiplier: float) -> Levels:
+        """`calibration.thresholds_at(n, ...)`, remembered (callers must not change it)."""
+        key = (n, multiplier, tuple(sorted(floors.items())))
+        found = self._thresholds.get(key)
+        if found is None:
+            if len(self._thresholds) >= self._MAX_SIZES:
+                self._thresholds.clear()
+            found = self.calibration.thresholds_at(n, floors=floors, multiplier=multiplier)
+            self._thresholds[key] = found
+        return found
+
+
+def _categorical_rows(cols: Sequence[tuple[IntArray, int, int]]) -> FloatArray:
+    """`categorical_counts` of several windows, one row each."""
+    counts = np.array([c for c, _, _ in cols], dtype=np.float64)
+    others = np.array([o for _, o, _ in cols], dtype=np.float64)
+    return np.concatenate((counts, others[:, None]), axis=1)
+
+
+def _features(
+    prepared: PreparedReference, windows: Sequence[Window], levels: Sequence[Levels]
+) -> list[list[FeatureDrift]]:
+    """Every feature's statistics in each window, judged on that window's thresholds; the
+    windows are scored together, one row each."""
+    out: list[list[FeatureDrift]] = [[] for _ in windows]
+
+    def add(drifts: list[FeatureDrift], which: Sequence[int]) -> None:
+        for i, d in zip(which, drifts, strict=True):
+            out[i].append(d)
+
+    every = range(len(windows))
+    for f, num in prepared.numeric.items():
+        cols = [w.numeric[f] for w in windows]
+        rows = count_rows([c for c, _ in cols])
+        add(num.drifts(f, rows, [m for _, m in cols], [lv.get(f, {}) for lv in levels]), every)
+    for f, cat in prepared.categorical.items():
+        ccols = [w.categorical[f] for w in windows]
+        rows = _categorical_rows(ccols)
+        add(cat.drifts(f, rows, [m for *_, m in ccols], [lv.get(f, {}) for lv in levels]), every)
+    scores = [w.score for w in windows]
+    rows = count_rows([c for c, _ in scores])
+    thresholds = [lv.get(SCORE, {}) for lv in levels]
+    add(prepared.score.drifts(SCORE, rows, [m for _, m in scores], thresholds), every)
+    if prepared.predicted is not None:
+        which = [i for i, w in enumerate(windows) if w.predicted is not None]
+        predicted = [p for w in windows if (p := w.predicted) is not None]
+        if which:
+            rows = _categorical_rows(predicted)
+            missing = [m for *_, m in predicted]
+            thresholds = [levels[i].get(PREDICTED, {}) for i in which]
+            add(prepared.predicted.drifts(PREDICTED, rows, missing, thresholds), which)
     return out
 
 
@@ -78,21 +144,28 @@ def check(
     calibration: NoiseCalibration,
     multiplier: float,
     floors: dict[Statistic, float] | None = None,
+    *,
+    prepared: PreparedReference | None = None,
 ) -> CheckResult:
-    """Judge the last window, and the last windows merged; a feature drifts if either flags."""
+    """Judge the last window, and the last windows merged; a feature drifts if either flags.
+
+    `prepared`: the `PreparedReference` of `ref` and `calibration`, to reuse across checks."""
+    if prepared is None:
+        prepared = PreparedReference(ref, calibration)
+    elif prepared.ref is not ref or prepared.calibration is not calibration:
+        raise ValueError("the prepared reference is of another reference or calibration")
     latest = windows[-1]
     floors = floors or dict(DEFAULT_FLOORS)
-    thresholds = calibration.thresholds_at(
-        max(latest.rows, 1), floors=floors, multiplier=multiplier
-    )
-    judged = [judge(d, thresholds.get(d.feature, {})) for d in _features(latest, ref)]
-    merged_judged: list[FeatureDrift] = []
+    thresholds = prepared.thresholds(max(latest.rows, 1), floors, multiplier)
+    scored, levels = [latest], [thresholds]
     if len(windows) > 1:
         merged = windows[0]
         for w in windows[1:]:
             merged = merged.merge(w)
-        mt = calibration.thresholds_at(max(merged.rows, 1), floors=floors, multiplier=multiplier)
-        merged_judged = [judge(d, mt.get(d.feature, {})) for d in _features(merged, ref)]
+        scored.append(merged)
+        levels.append(prepared.thresholds(max(merged.rows, 1), floors, multiplier))
+    judged, *rest = _features(prepared, scored, levels)
+    merged_judged = rest[0] if rest else []
     flagged = sorted({d.feature for d in [*judged, *merged_judged] if d.drifted})
     any_judged = any(d.judged for d in judged)
     verdict = "drift" if flagged else ("ok" if any_judged else "not judged")

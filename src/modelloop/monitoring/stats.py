@@ -84,11 +84,19 @@ def categorical_counts(counts: npt.ArrayLike, other: int) -> FloatArray:
 
 def psi_rows(ref: FloatArray, cur: FloatArray, eps: float = PSI_EPS) -> FloatArray:
     """PSI per row of `cur` (k, B) against `ref` (B,) or (k, B); NaN where a row is empty."""
-    p, q = _shares(ref), _shares(cur)
-    p = np.maximum(p, eps)
-    q = np.maximum(q, eps)
-    p = p / p.sum(axis=-1, keepdims=True)
-    q = q / q.sum(axis=-1, keepdims=True)
+    return _psi_against(_psi_shares(ref, eps), cur, eps)
+
+
+def _psi_shares(counts: FloatArray, eps: float) -> FloatArray:
+    """Shares floored at `eps` and renormalised, as PSI compares them."""
+    p = np.maximum(_shares(counts), eps)
+    out: FloatArray = p / p.sum(axis=-1, keepdims=True)
+    return out
+
+
+def _psi_against(p: FloatArray, cur: FloatArray, eps: float) -> FloatArray:
+    """`psi_rows` with the reference side (`_psi_shares`) computed beforehand."""
+    q = _psi_shares(cur, eps)
     out: FloatArray = np.sum((q - p) * np.log(q / p), axis=-1)
     return out
 
@@ -125,9 +133,17 @@ def wasserstein_rows(
     ref: FloatArray, cur: FloatArray, positions: FloatArray, ref_std: float
 ) -> FloatArray:
     """Normalised W1 per row (see `wasserstein_binned`); NaN where a row is empty."""
-    p, q = _shares(ref), _shares(cur)
-    gaps = np.diff(positions)
-    cdf_gap = np.abs(np.cumsum(p, axis=-1) - np.cumsum(q, axis=-1))[..., :-1]
+    p = _shares(ref)
+    return _wasserstein_against(p, np.cumsum(p, axis=-1), np.diff(positions), cur, ref_std)
+
+
+def _wasserstein_against(
+    p: FloatArray, p_cdf: FloatArray, gaps: FloatArray, cur: FloatArray, ref_std: float
+) -> FloatArray:
+    """`wasserstein_rows` with the reference side computed beforehand: its shares `p`, their
+    cumulative sums and the gaps between the bin positions."""
+    q = _shares(cur)
+    cdf_gap = np.abs(p_cdf - np.cumsum(q, axis=-1))[..., :-1]
     raw: FloatArray = np.sum(cdf_gap * gaps, axis=-1)
     if ref_std > 0 and math.isfinite(ref_std):
         out: FloatArray = raw / ref_std
@@ -139,7 +155,12 @@ def wasserstein_rows(
 
 def linf_rows(ref: FloatArray, cur: FloatArray) -> FloatArray:
     """Largest absolute share difference per row; NaN where a row is empty."""
-    out: FloatArray = np.max(np.abs(_shares(cur) - _shares(ref)), axis=-1)
+    return _linf_against(_shares(ref), cur)
+
+
+def _linf_against(p: FloatArray, cur: FloatArray) -> FloatArray:
+    """`linf_rows` with the reference shares `p` computed beforehand."""
+    out: FloatArray = np.max(np.abs(_shares(cur) - p), axis=-1)
     return out
 
 
@@ -279,26 +300,10 @@ def numeric_drift(
     eps: float = PSI_EPS,
 ) -> FeatureDrift:
     """Statistics of a numeric window (counts from `store.profile.numeric_bins`)."""
-    r = _counts(ref.counts, "reference counts")
+    prepared = NumericReference(ref, eps)
+    prepared.validate()
     c = _counts(cur_counts, "current counts")
-    present, ref_present = int(c.sum()), int(r.sum())
-    rows = present + cur_missing
-    base = FeatureDrift(
-        feature=feature,
-        kind="numeric",
-        rows=rows,
-        missing=cur_missing,
-        missing_rate=missing_rate(cur_missing, rows),
-        missing_delta=rate_delta(ref.missing, ref_present + ref.missing, cur_missing, rows),
-    )
-    reason = _why_not(rows, present, ref_present)
-    if reason:
-        return replace(base, not_judged=reason)
-    return replace(
-        base,
-        psi=psi(r, c, eps),
-        wasserstein=wasserstein_binned(r, c, ref.centroids, ref.std, ref.edges),
-    )
+    return prepared.drifts(feature, c[None, :], [cur_missing], [None])[0]
 
 
 def categorical_drift(
@@ -310,30 +315,8 @@ def categorical_drift(
     eps: float = PSI_EPS,
 ) -> FeatureDrift:
     """Statistics of a categorical window (from `store.profile.categorical_bins`)."""
-    r = categorical_counts(ref.counts, ref.other)
     c = categorical_counts(cur_counts, cur_other)
-    present, ref_present = int(c.sum()), int(r.sum())
-    rows = present + cur_missing
-    ref_unseen = unseen_rate(ref.counts, ref.other)
-    cur_unseen = unseen_rate(cur_counts, cur_other)
-    base = FeatureDrift(
-        feature=feature,
-        kind="categorical",
-        rows=rows,
-        missing=cur_missing,
-        missing_rate=missing_rate(cur_missing, rows),
-        missing_delta=rate_delta(ref.missing, ref_present + ref.missing, cur_missing, rows),
-    )
-    reason = _why_not(rows, present, ref_present)
-    if reason:
-        return replace(base, not_judged=reason)
-    return replace(
-        base,
-        psi=psi(r, c, eps),
-        linf=linf(r, c),
-        unseen_rate=cur_unseen,
-        unseen_delta=None if cur_unseen is None or ref_unseen is None else cur_unseen - ref_unseen,
-    )
+    return CategoricalReference(ref, eps).drifts(feature, c[None, :], [cur_missing], [None])[0]
 
 
 def _why_not(rows: int, present: int, ref_present: int) -> str | None:
@@ -350,20 +333,290 @@ def judge(drift: FeatureDrift, thresholds: Mapping[Statistic, float]) -> Feature
     """Flag every statistic whose score exceeds its threshold (statistics absent from
     `thresholds`, or not computed, are not judged). The strongest flag, by score / threshold,
     decides."""
+    flagged, decided = _verdict(
+        {s: drift.score(s) for s in drift.statistics}, drift.primary, thresholds
+    )
+    return replace(drift, flagged=flagged, decided_by=decided)
+
+
+def _verdict(
+    scores: Mapping[Statistic, float | None],
+    primary: Statistic,
+    thresholds: Mapping[Statistic, float],
+) -> tuple[tuple[Statistic, ...], Statistic | None]:
+    """`judge` on a feature's scores (`FeatureDrift.score` of each of its statistics, in order):
+    the flagged statistics, strongest first, and the one that decides."""
     ratios: dict[Statistic, float] = {}
-    for stat in drift.statistics:
-        value, limit = drift.score(stat), thresholds.get(stat)
+    for stat, value in scores.items():
+        limit = thresholds.get(stat)
         if value is None or limit is None or not value > limit:
             continue
         ratios[stat] = value / limit if limit > 0 else math.inf
     flagged = tuple(sorted(ratios, key=lambda s: -ratios[s]))
-    decided: Statistic | None
     if flagged:
-        decided = flagged[0]
-    elif drift.score(drift.primary) is not None:
-        decided = drift.primary
-    elif drift.missing_delta is not None:
-        decided = "missing"
-    else:
-        decided = None
-    return replace(drift, flagged=flagged, decided_by=decided)
+        return flagged, flagged[0]
+    if scores[primary] is not None:
+        return flagged, primary
+    if scores["missing"] is not None:
+        return flagged, "missing"
+    return flagged, None
+
+
+# -- a reference prepared for many windows ---------------------------------------------------
+#
+# A version's reference does not change between windows: its validated counts, bin positions,
+# shares and cumulative shares are computed once here, and each window's statistics are the
+# vectorised kernels' per-window half (`_psi_against`, ...), the same operations in the same
+# order as `psi_rows` & co., so the numbers are identical. Several windows (the latest and the
+# merged one) are scored together, one row each.
+
+
+def count_rows(rows: Sequence[npt.ArrayLike]) -> FloatArray:
+    """Several windows' count vectors of one feature as a (k, B) array, validated once."""
+    a = np.array(rows, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"current counts must be 1-D count vectors of one length, got {a.shape}")
+    if a.shape[1] == 0:
+        raise ValueError("current counts has no bins")
+    _check_counts(a, "current counts")
+    return a
+
+
+def _check_counts(a: FloatArray, name: str) -> None:
+    if not (np.isfinite(a).all() and (a >= 0).all()):
+        raise ValueError(f"{name} must hold finite, non-negative counts")
+
+
+def _none_if_nan(values: FloatArray) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def _judged(
+    scores: Mapping[Statistic, float | None],
+    primary: Statistic,
+    thresholds: Mapping[Statistic, float] | None,
+) -> tuple[tuple[Statistic, ...], Statistic | None]:
+    return ((), None) if thresholds is None else _verdict(scores, primary, thresholds)
+
+
+class NumericReference:
+    """A numeric feature's reference profile, prepared for scoring many windows."""
+
+    __slots__ = (
+        "_error",
+        "_scale_error",
+        "cdf",
+        "counts",
+        "eps",
+        "gaps",
+        "missing",
+        "present",
+        "profile",
+        "psi_shares",
+        "shares",
+        "std",
+    )
+
+    def __init__(self, profile: NumericProfile, eps: float = PSI_EPS) -> None:
+        self.profile = profile
+        self.eps = eps
+        self.missing = profile.missing
+        self.std = float(profile.std)
+        # Errors are raised where the unprepared statistics would raise them: a bad reference
+        # vector on every window, bad centroids only when a window is judged.
+        self._error: str | None = None
+        self._scale_error: str | None = None
+        self.counts = self.shares = self.psi_shares = self.cdf = self.gaps = _EMPTY
+        self.present = 0
+        try:
+            self.counts = _counts(profile.counts, "reference counts")
+        except ValueError as e:
+            self._error = str(e)
+            return
+        self.present = int(self.counts.sum())
+        self.psi_shares = _psi_shares(self.counts, eps)
+        self.shares = _shares(self.counts)
+        self.cdf = np.cumsum(self.shares, axis=-1)
+        try:
+            self.gaps = np.diff(bin_positions(profile.centroids, self.counts, profile.edges))
+        except ValueError as e:
+            self._scale_error = str(e)
+
+    def validate(self) -> None:
+        if self._error is not None:
+            raise ValueError(self._error)
+
+    def drifts(
+        self,
+        feature: str,
+        counts: FloatArray,
+        missing: Sequence[int],
+        thresholds: Sequence[Mapping[Statistic, float] | None],
+    ) -> list[FeatureDrift]:
+        """One `FeatureDrift` per row of `counts` (validated: `count_rows`), judged on the
+        row's thresholds (None: not judged, as `numeric_drift` returns it)."""
+        self.validate()
+        rows_present = [int(x) for x in counts.sum(axis=-1).tolist()]
+        ref_rows = self.present + self.missing
+        base = []
+        for present, cur_missing in zip(rows_present, missing, strict=True):
+            rows = present + cur_missing
+            base.append(
+                (
+                    rows,
+                    missing_rate(cur_missing, rows),
+                    rate_delta(self.missing, ref_rows, cur_missing, rows),
+                    _why_not(rows, present, self.present),
+                )
+            )
+        judged = [i for i, b in enumerate(base) if b[3] is None]
+        psi_v: list[float | None] = [None] * len(base)
+        w1_v: list[float | None] = [None] * len(base)
+        if judged:
+            cur = counts if len(judged) == len(base) else counts[judged]
+            if cur.shape[1] != self.counts.size:
+                raise ValueError(
+                    f"reference has {self.counts.size} bins, current has {cur.shape[1]}"
+                )
+            psi = _none_if_nan(_psi_against(self.psi_shares, cur, self.eps))
+            if self._scale_error is not None:
+                raise ValueError(self._scale_error)
+            w1 = _none_if_nan(_wasserstein_against(self.shares, self.cdf, self.gaps, cur, self.std))
+            for j, i in enumerate(judged):
+                psi_v[i], w1_v[i] = psi[j], w1[j]
+        out = []
+        for i, (rows, rate, delta, reason) in enumerate(base):
+            scores: dict[Statistic, float | None] = {
+                "wasserstein": w1_v[i],
+                "psi": psi_v[i],
+                "missing": None if delta is None else abs(delta),
+            }
+            flagged, decided = _judged(scores, "wasserstein", thresholds[i])
+            out.append(
+                FeatureDrift(
+                    feature=feature,
+                    kind="numeric",
+                    rows=rows,
+                    missing=missing[i],
+                    psi=psi_v[i],
+                    wasserstein=w1_v[i],
+                    missing_rate=rate,
+                    missing_delta=delta,
+                    not_judged=reason,
+                    flagged=flagged,
+                    decided_by=decided,
+                )
+            )
+        return out
+
+
+class CategoricalReference:
+    """A categorical feature's reference profile, prepared for scoring many windows."""
+
+    __slots__ = (
+        "_error",
+        "counts",
+        "eps",
+        "missing",
+        "present",
+        "profile",
+        "psi_shares",
+        "shares",
+        "unseen",
+    )
+
+    def __init__(self, profile: CategoricalProfile, eps: float = PSI_EPS) -> None:
+        self.profile = profile
+        self.eps = eps
+        self.missing = profile.missing
+        self.counts = categorical_counts(profile.counts, profile.other)
+        self.present = int(self.counts.sum())
+        self.unseen = unseen_rate(profile.counts, profile.other)
+        self._error: str | None = None
+        self.shares = self.psi_shares = _EMPTY
+        try:
+            r = _counts(self.counts, "reference counts")
+        except ValueError as e:  # raised when a window is judged, as `psi` would
+            self._error = str(e)
+            return
+        self.psi_shares = _psi_shares(r, eps)
+        self.shares = _shares(r)
+
+    def drifts(
+        self,
+        feature: str,
+        counts: FloatArray,
+        missing: Sequence[int],
+        thresholds: Sequence[Mapping[Statistic, float] | None],
+    ) -> list[FeatureDrift]:
+        """One `FeatureDrift` per row of `counts` (k, categories + 1: `categorical_counts`, the
+        `other` bucket last), judged on the row's thresholds (None: not judged)."""
+        totals = counts.sum(axis=-1).tolist()
+        others = counts[:, -1].tolist()
+        ref_rows = self.present + self.missing
+        base = []
+        for total, cur_missing in zip(totals, missing, strict=True):
+            present = int(total)
+            rows = present + cur_missing
+            base.append(
+                (
+                    rows,
+                    missing_rate(cur_missing, rows),
+                    rate_delta(self.missing, ref_rows, cur_missing, rows),
+                    _why_not(rows, present, self.present),
+                )
+            )
+        judged = [i for i, b in enumerate(base) if b[3] is None]
+        psi_v: list[float | None] = [None] * len(base)
+        linf_v: list[float | None] = [None] * len(base)
+        unseen_v: list[float | None] = [None] * len(base)
+        if judged:
+            if self._error is not None:
+                raise ValueError(self._error)
+            cur = counts if len(judged) == len(base) else counts[judged]
+            _check_counts(cur, "current counts")
+            if cur.shape[1] != self.counts.size:
+                raise ValueError(
+                    f"reference has {self.counts.size} bins, current has {cur.shape[1]}"
+                )
+            psi = _none_if_nan(_psi_against(self.psi_shares, cur, self.eps))
+            lin = _none_if_nan(_linf_against(self.shares, cur))
+            for j, i in enumerate(judged):
+                psi_v[i], linf_v[i] = psi[j], lin[j]
+                # `unseen_rate`: the other bucket over every present value
+                total = float(totals[i] - others[i]) + others[i]
+                unseen_v[i] = others[i] / total if total > 0 else None
+        out = []
+        for i, (rows, rate, delta, reason) in enumerate(base):
+            cur_unseen = unseen_v[i]
+            unseen_delta = (
+                None if cur_unseen is None or self.unseen is None else cur_unseen - self.unseen
+            )
+            scores: dict[Statistic, float | None] = {
+                "linf": linf_v[i],
+                "psi": psi_v[i],
+                "unseen": unseen_delta,
+                "missing": None if delta is None else abs(delta),
+            }
+            flagged, decided = _judged(scores, "linf", thresholds[i])
+            out.append(
+                FeatureDrift(
+                    feature=feature,
+                    kind="categorical",
+                    rows=rows,
+                    missing=missing[i],
+                    psi=psi_v[i],
+                    linf=linf_v[i],
+                    missing_rate=rate,
+                    missing_delta=delta,
+                    unseen_rate=cur_unseen,
+                    unseen_delta=unseen_delta,
+                    not_judged=reason,
+                    flagged=flagged,
+                    decided_by=decided,
+                )
+            )
+        return out
+
+
+_EMPTY: FloatArray = np.zeros(0)

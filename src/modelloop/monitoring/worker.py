@@ -16,7 +16,12 @@ from typing import Any
 import orjson
 
 from modelloop.monitoring import rules
-from modelloop.monitoring.check import CheckResult, calibrate_reference, check
+from modelloop.monitoring.check import (
+    CheckResult,
+    PreparedReference,
+    calibrate_reference,
+    check,
+)
 from modelloop.monitoring.live import live_metrics
 from modelloop.monitoring.metrics import MonitorMetrics
 from modelloop.monitoring.noise import NoiseCalibration
@@ -45,6 +50,7 @@ class Context:
     ref: ReferenceProfile
     folder: Folder
     calibration: NoiseCalibration
+    prepared: PreparedReference  # ref and calibration, prepared once for every check
     watermark: int
     window: Window
     recent: collections.deque[Window]
@@ -117,13 +123,15 @@ class Monitor:
             log.info("model %s: now judging traffic against version %d", model, version)
             if rule.state in ("ok", "warning", "drift"):
                 rule = rules.RuleState(cooldown_until=rule.cooldown_until)
+        calibration = self._calibration(model, version, ref)
         ctx = Context(
             model,
             version,
             meta,
             ref,
             Folder(meta, ref),
-            self._calibration(model, version, ref),
+            calibration,
+            PreparedReference(ref, calibration),
             watermark,
             window,
             recent,
@@ -227,7 +235,7 @@ class Monitor:
     def _close(self, ctx: Context) -> CheckResult:
         s = self.settings
         windows = [*ctx.recent, ctx.window] if s.merge_windows > 1 else [ctx.window]
-        result = check(windows, ctx.ref, ctx.calibration, s.drift_multiplier)
+        result = check(windows, ctx.ref, ctx.calibration, s.drift_multiplier, prepared=ctx.prepared)
         if result.verdict != "not judged":
             ctx.rule = rules.on_window(ctx.rule, result.verdict == "drift", self.rule_config)
         report = result.as_dict()
