@@ -5,7 +5,9 @@ prediction-score bins and the predicted-label counts. Two windows merge by addin
 check costs the same whatever the number of rows behind it.
 """
 
-from collections.abc import Sequence
+import operator
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ from modelloop.store.metadata import ModelMetadata, ReferenceProfile
 from modelloop.store.profile import categorical_bins, numeric_bins
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass
@@ -102,6 +105,11 @@ class Folder:
         self.ref = ref
         self.classes = [str(c) for c in meta.classes]
         self.binary = len(self.classes) == 2
+        self.names = [*ref.numeric, *ref.categorical]
+        # every feature of a row in one C call (itemgetter of one name returns no tuple)
+        self._getter: Callable[[Any], tuple[Any, ...]] | None = (
+            operator.itemgetter(*self.names) if len(self.names) > 1 else None
+        )
 
     def score_of(self, output: dict[str, Any]) -> float:
         if self.meta.task == "regression":
@@ -114,22 +122,27 @@ class Folder:
             return float(max(proba.values()))
         return float("nan")
 
+    def columns(self, features: list[dict[str, Any]]) -> list[Sequence[Any]]:
+        """Each reference feature's values over the rows (None where a row lacks it), numeric
+        features first, in the reference's order."""
+        if self._getter is not None:
+            try:
+                return list(zip(*map(self._getter, features), strict=True))
+            except (KeyError, TypeError):  # a row lacks a feature, or is no object
+                pass
+        return [[f.get(name) for f in features] for name in self.names]
+
     def fold(
         self, features: list[dict[str, Any]], outputs: list[dict[str, Any]], times: list[float]
     ) -> Window:
         w = Window.empty(self.ref)
         if not features:
             return w
-        for name, prof in self.ref.numeric.items():
-            col = [f.get(name) for f in features]
-            values = np.array(
-                [np.nan if v is None or isinstance(v, str) else v for v in col], dtype=np.float64
-            )
-            w.numeric[name] = numeric_bins(values, prof.edges)
-        for name, cprof in self.ref.categorical.items():
-            w.categorical[name] = categorical_bins(
-                [f.get(name) for f in features], cprof.categories
-            )
+        columns = iter(self.columns(features))
+        for (name, prof), col in zip(self.ref.numeric.items(), columns, strict=False):
+            w.numeric[name] = numeric_bins(_floats(col), prof.edges)
+        for (name, cprof), col in zip(self.ref.categorical.items(), columns, strict=False):
+            w.categorical[name] = categorical_bins(col, cprof.categories)
         w.score = numeric_bins(np.array([self.score_of(o) for o in outputs]), self.ref.score.edges)
         if self.ref.predicted is not None:
             w.predicted = categorical_bins(
@@ -138,3 +151,13 @@ class Folder:
         w.rows = len(features)
         w.start, w.end = min(times), max(times)
         return w
+
+
+def _floats(values: Sequence[Any]) -> FloatArray:
+    """A numeric feature's values as floats; missing (None) and text are NaN."""
+    try:  # numbers only (the usual column): converted in C
+        return np.frombuffer(array("d", values), dtype=np.float64)
+    except (TypeError, OverflowError):
+        return np.array(
+            [np.nan if v is None or isinstance(v, str) else v for v in values], dtype=np.float64
+        )

@@ -1,5 +1,6 @@
 """Binning rules shared by training (which fixes the bins) and monitoring (which fills them)."""
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,16 +28,31 @@ def categorical_bins(
     index = {c: i for i, c in enumerate(categories)}
     counts = np.zeros(len(categories), dtype=np.int64)
     other = missing = 0
-    for v in values:
+    tally = _tally(values)
+    for v, n in tally.items() if tally is not None else ((v, 1) for v in values):
         if v is None or v == "" or (isinstance(v, float) and v != v):
-            missing += 1
+            missing += n
             continue
         i = index.get(str(v))
         if i is None:
-            other += 1
+            other += n
         else:
-            counts[i] += 1
+            counts[i] += n
     return counts, other, missing
+
+
+def _tally(values: Sequence[object]) -> Counter[object] | None:
+    """How often each distinct value occurs (counted in C), when counting equal values together
+    changes nothing: for text, None and NaN; not for numbers, as 1, 1.0 and True are equal but
+    are the categories "1", "1.0" and "True"."""
+    try:
+        tally = Counter(values)
+    except TypeError:  # an unhashable value
+        return None
+    for v in tally:
+        if not (type(v) is str or v is None or (type(v) is float and v != v)):
+            return None
+    return tally
 
 
 def numeric_profile(values: npt.ArrayLike, n_bins: int = 20) -> NumericProfile:
