@@ -160,30 +160,40 @@ class ReportPages:
             ).scalar()
 
 
+# The monitor's read of the log. Run through SQLAlchemy (errors, pooling) but fetched from the
+# DBAPI cursor: building SQLAlchemy rows costs as much as the rest of the read (~0.6 of ~1.3 µs
+# a row). Placeholders in each driver's style.
+_SCAN_LOG = (
+    "SELECT seq, ts, version, CAST(features AS TEXT), CAST(output AS TEXT) FROM predictions"
+    " WHERE model = {model} AND seq > {after} AND ts < {before} ORDER BY seq LIMIT {limit}"
+)
+_SCAN_SQL = {
+    "postgresql": _SCAN_LOG.format(
+        model="%(model)s", after="%(after)s", before="%(before)s", limit="%(limit)s"
+    ),
+    "sqlite": _SCAN_LOG.format(model=":model", after=":after", before=":before", limit=":limit"),
+}
+
+
 def scan_log(
     db: Database, model: str, after_seq: int, limit: int, before_ts: float
 ) -> list[tuple[int, float, int, str, str]]:
     """Log rows of `model` after `after_seq` and older than `before_ts`, in order:
     (seq, ts, version, features JSON text, output JSON text). JSON stays text so the caller
     decodes it in bulk."""
-    q = (
-        select(
-            predictions.c.seq,
-            predictions.c.ts,
-            predictions.c.version,
-            cast(predictions.c.features, Text),
-            cast(predictions.c.output, Text),
-        )
-        .where(
-            predictions.c.model == model,
-            predictions.c.seq > after_seq,
-            predictions.c.ts < before_ts,
-        )
-        .order_by(predictions.c.seq)
-        .limit(limit)
-    )
+    params = {"model": model, "after": after_seq, "before": before_ts, "limit": limit}
     with db.engine.connect() as conn:
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(q)]
+        if db.backend == "postgresql":
+            # Walk the (model, seq) index, never sort. Without statistics (a new or newly
+            # filled table that autovacuum has not analysed yet) the planner guesses ~200 rows
+            # match and sorts every row after the watermark, on disk: 0.7 s of server time per
+            # 20k-row chunk of a 200k-row backlog, against 0.05 s.
+            conn.exec_driver_sql("SET LOCAL enable_sort = off")
+        result = conn.exec_driver_sql(_SCAN_SQL[db.backend], params)
+        try:
+            return list(result.cursor.fetchall())
+        finally:
+            result.close()
 
 
 def latest_log(db: Database, model: str, limit: int) -> list[tuple[float, str]]:
