@@ -1,7 +1,8 @@
 """The prediction log and the feedback that labels it."""
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from typing import Any, TypedDict
 
 import orjson
@@ -24,6 +25,21 @@ class LogRow(TypedDict):
 LOG_COLUMNS = ("id", "ts", "model", "version", "features", "output", "latency_ms")
 ROWS_PER_STATEMENT = 500  # 3,500 parameters: under SQLite's limit
 STAGE = "predictions_stage"  # PostgreSQL: the COPY target, a temporary table per session
+
+
+def _encoded(rows: Iterable[LogRow]) -> Iterator[tuple[Any, ...]]:
+    """Each row's values in LOG_COLUMNS order, its JSON documents encoded."""
+    dumps = orjson.dumps
+    for r in rows:
+        yield (
+            r["id"],
+            r["ts"],
+            r["model"],
+            r["version"],
+            dumps(r["features"]).decode(),
+            dumps(r["output"]).decode(),
+            r["latency_ms"],
+        )
 
 
 class PredictionLog:
@@ -51,35 +67,20 @@ class PredictionLog:
         Returns the rows inserted."""
         if not rows:
             return 0
-        dumps = orjson.dumps
         inserted = 0
         with self.db.engine.begin() as conn:
             if self._copy:
                 return self._copy_rows(conn, rows)
             for start in range(0, len(rows), ROWS_PER_STATEMENT):
                 chunk = rows[start : start + ROWS_PER_STATEMENT]
-                params: list[Any] = []
-                add = params.extend
-                for r in chunk:
-                    add(
-                        (
-                            r["id"],
-                            r["ts"],
-                            r["model"],
-                            r["version"],
-                            dumps(r["features"]).decode(),
-                            dumps(r["output"]).decode(),
-                            r["latency_ms"],
-                        )
-                    )
-                result = conn.exec_driver_sql(self._statement(len(chunk)), tuple(params))
+                params = tuple(chain.from_iterable(_encoded(chunk)))
+                result = conn.exec_driver_sql(self._statement(len(chunk)), params)
                 inserted += int(result.rowcount)
         return inserted
 
     def _copy_rows(self, conn: Connection, rows: Sequence[LogRow]) -> int:
         """PostgreSQL: COPY the batch into a temporary table of this session (emptied at
         commit), then move it over in log order, skipping ids already logged."""
-        dumps = orjson.dumps
         raw = conn.connection.driver_connection
         columns = ", ".join(LOG_COLUMNS)
         with raw.cursor() as cur:  # type: ignore[union-attr]
@@ -91,19 +92,8 @@ class PredictionLog:
             )
             with cur.copy(f"COPY {STAGE} (n, {columns}) FROM STDIN") as copy:
                 write = copy.write_row
-                for n, r in enumerate(rows):
-                    write(
-                        (
-                            n,
-                            r["id"],
-                            r["ts"],
-                            r["model"],
-                            r["version"],
-                            dumps(r["features"]).decode(),
-                            dumps(r["output"]).decode(),
-                            r["latency_ms"],
-                        )
-                    )
+                for n, values in enumerate(_encoded(rows)):
+                    write((n, *values))
             cur.execute(
                 f"INSERT INTO {predictions.name} ({columns}) SELECT id, ts, model, version, "
                 f"features::json, output::json, latency_ms FROM {STAGE} ORDER BY n "
