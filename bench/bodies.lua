@@ -1,30 +1,50 @@
--- wrk script: POST a different body each request, cycling through the lines of $BODIES
--- (one JSON body per line), so the server never sees the same row twice in a row.
--- Prints the non-200 count and latency percentiles in a form serve_bench.py parses.
-local path = assert(os.getenv("BODIES"), "set BODIES to a file of one JSON body per line")
-local bodies = {}
+-- wrk script for bench/serve_bench.py and bench/soak.py. Two ways to make bodies:
+--   BODIES: a file of one JSON body per line, cycled, so the server never sees the same row
+--           twice in a row (serve_bench.py);
+--   ROWS + PREFIX: a file of one JSON instance per line; each request is a 1-row predict
+--           body with its own id PREFIX-<thread>-<counter>, its row being line
+--           (counter % lines), so a feedback poster can tell each id's row (soak.py).
+-- DELAY_MS (optional) pauses before each request on a connection, to pace the rate.
+-- Prints the non-200 count, socket errors and latency percentiles on one RESULT line.
+local rows_path = os.getenv("ROWS")
+local path = rows_path or assert(os.getenv("BODIES"), "set BODIES (or ROWS and PREFIX)")
+local prefix = rows_path and assert(os.getenv("PREFIX"), "set PREFIX with ROWS")
+local pause = tonumber(os.getenv("DELAY_MS") or "0")
+local lines = {}
 for line in io.lines(path) do
-  if #line > 0 then table.insert(bodies, line) end
+  if #line > 0 then table.insert(lines, line) end
 end
-assert(#bodies > 0, "no bodies in " .. path)
+assert(#lines > 0, "no lines in " .. path)
 
 local threads = {}
 counter = 0
 bad = 0
 
 function setup(thread)
+  thread:set("tid", #threads)
   thread:set("offset", #threads * 7919)
   table.insert(threads, thread)
 end
 
 function init(args)
-  counter = offset or 0
+  counter = prefix and 0 or (offset or 0)
   bad = 0
+end
+
+if pause > 0 then
+  function delay()
+    return pause
+  end
 end
 
 function request()
   counter = counter + 1
-  local body = bodies[(counter % #bodies) + 1]
+  local line = lines[(counter % #lines) + 1]
+  local body = line
+  if prefix then
+    body = '{"ids":["' .. prefix .. '-' .. tid .. '-' .. counter .. '"],"instances":[' ..
+      line .. ']}'
+  end
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 
@@ -39,8 +59,9 @@ function done(summary, latency, requests)
   for _, t in ipairs(threads) do
     total_bad = total_bad + t:get("bad")
   end
+  local e = summary.errors
   io.write(string.format("RESULT non200=%d requests=%d duration_us=%d p50_us=%d p90_us=%d " ..
-    "p99_us=%d p999_us=%d\n", total_bad, summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9)))
+    "p99_us=%d p999_us=%d connect=%d read=%d write=%d timeout=%d\n", total_bad,
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9), e.connect, e.read, e.write, e.timeout))
 end

@@ -2,7 +2,7 @@
 """Soak: `modelloop up` (serve + monitor + trainer) under steady load for ten minutes, with
 feedback labels and a covariate shift halfway, and a row bound on the prediction log.
 
-Load: wrk (Debian package) with bench/soak.lua, 1-row predictions paced by a per-request
+Load: wrk (Debian package) with bench/bodies.lua, 1-row predictions paced by a per-request
 delay (default 16 connections x 2 ms: about 5,000 req/s, half the service's measured 1-row
 capacity), every request with its own id. A feedback poster labels every 5th logged
 prediction 3 s after it was logged. Halfway the rows switch to a shifted distribution
@@ -199,7 +199,7 @@ def wrk(url: str, rows: Path, prefix: str, seconds: int, conns: int, delay_ms: i
             "--timeout",
             "10s",
             "-s",
-            str(HERE / "soak.lua"),
+            str(HERE / "bodies.lua"),
             f"{url}/v1/models/default/predict",
         ],
         env={**os.environ, "ROWS": str(rows), "PREFIX": prefix, "DELAY_MS": str(delay_ms)},
