@@ -1,7 +1,7 @@
 """One drift check: every feature (and the prediction score) of a window against the reference,
 on thresholds above the sampling noise of the window's size."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -13,6 +13,7 @@ from modelloop.monitoring.stats import (
     CategoricalReference,
     FeatureDrift,
     FloatArray,
+    NumericGroup,
     NumericReference,
     Statistic,
     count_rows,
@@ -83,6 +84,23 @@ class PreparedReference:
         self.score = NumericReference(ref.score, eps)
         self.predicted = None if ref.predicted is None else CategoricalReference(ref.predicted, eps)
         self._thresholds: dict[tuple[int, float, tuple[tuple[str, float], ...]], Levels] = {}
+        # The numeric features, the prediction score last, each with where a window keeps its
+        # counts; those with as many bins as others are scored in groups.
+        self.numeric_sources: list[tuple[str, NumericReference, _NumericCounts]] = [
+            *((f, r, _numeric_counts(f)) for f, r in self.numeric.items()),
+            (SCORE, self.score, _score_counts),
+        ]
+        by_bins: dict[int, list[int]] = {}
+        for i, (_, r, _) in enumerate(self.numeric_sources):
+            if r.groupable:
+                by_bins.setdefault(r.counts.size, []).append(i)
+        self.groups = [
+            (members, NumericGroup([self.numeric_sources[i][1] for i in members]))
+            for members in by_bins.values()
+            if len(members) > 1
+        ]
+        grouped = {i for members, _ in self.groups for i in members}
+        self.singles = [i for i in range(len(self.numeric_sources)) if i not in grouped]
 
     def thresholds(self, n: int, floors: dict[Statistic, float], multiplier: float) -> Levels:
         """`calibration.thresholds_at(n, ...)`, remembered (callers must not change it)."""
@@ -96,6 +114,17 @@ class PreparedReference:
         return found
 
 
+_NumericCounts = Callable[[Window], tuple[IntArray, int]]
+
+
+def _numeric_counts(feature: str) -> _NumericCounts:
+    return lambda w: w.numeric[feature]
+
+
+def _score_counts(w: Window) -> tuple[IntArray, int]:
+    return w.score
+
+
 def _categorical_rows(cols: Sequence[tuple[IntArray, int, int]]) -> FloatArray:
     """`categorical_counts` of several windows, one row each."""
     counts = np.array([c for c, _, _ in cols], dtype=np.float64)
@@ -107,7 +136,27 @@ def _features(
     prepared: PreparedReference, windows: Sequence[Window], levels: Sequence[Levels]
 ) -> list[list[FeatureDrift]]:
     """Every feature's statistics in each window, judged on that window's thresholds; the
-    windows are scored together, one row each."""
+    windows are scored together, one row each (and numeric features in groups)."""
+    sources = prepared.numeric_sources
+    numeric: list[list[FeatureDrift]] = [[] for _ in sources]  # per source, per window
+    for members, group in prepared.groups:
+        cols = [[sources[i][2](w) for w in windows] for i in members]
+        counts = count_rows([[c for c, _ in col] for col in cols], ndim=3)
+        names = [sources[i][0] for i in members]
+        scored = group.drifts(
+            names,
+            counts,
+            [[m for _, m in col] for col in cols],
+            [[lv.get(f, {}) for lv in levels] for f in names],
+        )
+        for i, d in zip(members, scored, strict=True):
+            numeric[i] = d
+    for i in prepared.singles:
+        f, num, counts_of = sources[i]
+        col = [counts_of(w) for w in windows]
+        rows = count_rows([c for c, _ in col])
+        numeric[i] = num.drifts(f, rows, [m for _, m in col], [lv.get(f, {}) for lv in levels])
+
     out: list[list[FeatureDrift]] = [[] for _ in windows]
 
     def add(drifts: list[FeatureDrift], which: Sequence[int]) -> None:
@@ -115,18 +164,13 @@ def _features(
             out[i].append(d)
 
     every = range(len(windows))
-    for f, num in prepared.numeric.items():
-        cols = [w.numeric[f] for w in windows]
-        rows = count_rows([c for c, _ in cols])
-        add(num.drifts(f, rows, [m for _, m in cols], [lv.get(f, {}) for lv in levels]), every)
+    for drifts in numeric[:-1]:
+        add(drifts, every)
     for f, cat in prepared.categorical.items():
         ccols = [w.categorical[f] for w in windows]
         rows = _categorical_rows(ccols)
         add(cat.drifts(f, rows, [m for *_, m in ccols], [lv.get(f, {}) for lv in levels]), every)
-    scores = [w.score for w in windows]
-    rows = count_rows([c for c, _ in scores])
-    thresholds = [lv.get(SCORE, {}) for lv in levels]
-    add(prepared.score.drifts(SCORE, rows, [m for _, m in scores], thresholds), every)
+    add(numeric[-1], every)  # the prediction score
     if prepared.predicted is not None:
         which = [i for i, w in enumerate(windows) if w.predicted is not None]
         predicted = [p for w in windows if (p := w.predicted) is not None]

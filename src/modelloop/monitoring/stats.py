@@ -143,14 +143,20 @@ def _wasserstein_against(
     """`wasserstein_rows` with the reference side computed beforehand: its shares `p`, their
     cumulative sums and the gaps between the bin positions."""
     q = _shares(cur)
-    cdf_gap = np.abs(p_cdf - np.cumsum(q, axis=-1))[..., :-1]
-    raw: FloatArray = np.sum(cdf_gap * gaps, axis=-1)
+    raw = _w1_raw(p_cdf, gaps, q)
     if ref_std > 0 and math.isfinite(ref_std):
         out: FloatArray = raw / ref_std
         return out
     # Constant reference: drift iff current mass falls in a bin the reference never used.
     outside = np.sum(np.where(p > 0, 0.0, q), axis=-1)
     return np.where(np.isnan(outside), np.nan, np.where(outside > 0, np.inf, 0.0))
+
+
+def _w1_raw(p_cdf: FloatArray, gaps: FloatArray, q: FloatArray) -> FloatArray:
+    """W1 (not normalised) between reference cumulative shares and current shares `q`."""
+    cdf_gap = np.abs(p_cdf - np.cumsum(q, axis=-1))[..., :-1]
+    raw: FloatArray = np.sum(cdf_gap * gaps, axis=-1)
+    return raw
 
 
 def linf_rows(ref: FloatArray, cur: FloatArray) -> FloatArray:
@@ -371,12 +377,13 @@ def _verdict(
 # merged one) are scored together, one row each.
 
 
-def count_rows(rows: Sequence[npt.ArrayLike]) -> FloatArray:
-    """Several windows' count vectors of one feature as a (k, B) array, validated once."""
+def count_rows(rows: Sequence[npt.ArrayLike], ndim: int = 2) -> FloatArray:
+    """Several windows' count vectors of one feature as a (k, B) array, validated once (or of
+    several features, (features, k, B) with `ndim=3`)."""
     a = np.array(rows, dtype=np.float64)
-    if a.ndim != 2:
+    if a.ndim != ndim:
         raise ValueError(f"current counts must be 1-D count vectors of one length, got {a.shape}")
-    if a.shape[1] == 0:
+    if a.shape[-1] == 0:
         raise ValueError("current counts has no bins")
     _check_counts(a, "current counts")
     return a
@@ -446,6 +453,18 @@ class NumericReference:
         if self._error is not None:
             raise ValueError(self._error)
 
+    @property
+    def groupable(self) -> bool:
+        """Scored in a `NumericGroup`: valid, with values and a spread (the constant-reference
+        branch of W1 is per feature)."""
+        return (
+            self._error is None
+            and self._scale_error is None
+            and self.present > 0
+            and self.std > 0
+            and math.isfinite(self.std)
+        )
+
     def drifts(
         self,
         feature: str,
@@ -456,19 +475,7 @@ class NumericReference:
         """One `FeatureDrift` per row of `counts` (validated: `count_rows`), judged on the
         row's thresholds (None: not judged, as `numeric_drift` returns it)."""
         self.validate()
-        rows_present = [int(x) for x in counts.sum(axis=-1).tolist()]
-        ref_rows = self.present + self.missing
-        base = []
-        for present, cur_missing in zip(rows_present, missing, strict=True):
-            rows = present + cur_missing
-            base.append(
-                (
-                    rows,
-                    missing_rate(cur_missing, rows),
-                    rate_delta(self.missing, ref_rows, cur_missing, rows),
-                    _why_not(rows, present, self.present),
-                )
-            )
+        base = self._base(counts.sum(axis=-1).tolist(), missing)
         judged = [i for i, b in enumerate(base) if b[3] is None]
         psi_v: list[float | None] = [None] * len(base)
         w1_v: list[float | None] = [None] * len(base)
@@ -484,6 +491,36 @@ class NumericReference:
             w1 = _none_if_nan(_wasserstein_against(self.shares, self.cdf, self.gaps, cur, self.std))
             for j, i in enumerate(judged):
                 psi_v[i], w1_v[i] = psi[j], w1[j]
+        return self._build(feature, base, missing, thresholds, psi_v, w1_v)
+
+    def _base(
+        self, presents: Sequence[float], missing: Sequence[int]
+    ) -> list[tuple[int, float | None, float | None, str | None]]:
+        """Per row: rows, missing rate, missing delta and why it is not judged (None: it is)."""
+        ref_rows = self.present + self.missing
+        out = []
+        for total, cur_missing in zip(presents, missing, strict=True):
+            present = int(total)
+            rows = present + cur_missing
+            out.append(
+                (
+                    rows,
+                    missing_rate(cur_missing, rows),
+                    rate_delta(self.missing, ref_rows, cur_missing, rows),
+                    _why_not(rows, present, self.present),
+                )
+            )
+        return out
+
+    def _build(
+        self,
+        feature: str,
+        base: list[tuple[int, float | None, float | None, str | None]],
+        missing: Sequence[int],
+        thresholds: Sequence[Mapping[Statistic, float] | None],
+        psi_v: Sequence[float | None],
+        w1_v: Sequence[float | None],
+    ) -> list[FeatureDrift]:
         out = []
         for i, (rows, rate, delta, reason) in enumerate(base):
             scores: dict[Statistic, float | None] = {
@@ -508,6 +545,61 @@ class NumericReference:
                 )
             )
         return out
+
+
+class NumericGroup:
+    """Numeric features with as many bins as each other (all `groupable`), scored together: the
+    kernels run once over a (features, windows, bins) array. Each (feature, window) row is
+    reduced on its own, so its numbers are those `NumericReference.drifts` gives."""
+
+    def __init__(self, refs: Sequence[NumericReference]) -> None:
+        if not refs or not all(r.groupable for r in refs):
+            raise ValueError("a group needs valid numeric references with a spread")
+        if len({r.counts.size for r in refs}) != 1:
+            raise ValueError("a group's references must have as many bins as each other")
+        if len({r.eps for r in refs}) != 1:
+            raise ValueError("a group's references must share their PSI eps")
+        self.refs = list(refs)
+        self.bins = refs[0].counts.size
+        self.eps = refs[0].eps
+        self.psi_shares = np.stack([r.psi_shares for r in refs])[:, None, :]
+        self.shares = np.stack([r.shares for r in refs])[:, None, :]
+        self.cdf = np.stack([r.cdf for r in refs])[:, None, :]
+        self.gaps = np.stack([r.gaps for r in refs])[:, None, :]
+        self.std = np.array([r.std for r in refs])[:, None]
+
+    def drifts(
+        self,
+        features: Sequence[str],
+        counts: FloatArray,
+        missing: Sequence[Sequence[int]],
+        thresholds: Sequence[Sequence[Mapping[Statistic, float] | None]],
+    ) -> list[list[FeatureDrift]]:
+        """Per feature, one `FeatureDrift` per window: `counts` is (features, windows, bins),
+        validated (`count_rows` on each feature's windows, or on the whole array)."""
+        if counts.shape[0] != len(self.refs) or counts.shape[2] != self.bins:
+            raise ValueError(f"counts of shape {counts.shape} for {len(self.refs)} features")
+        presents = counts.sum(axis=-1).tolist()
+        # rows no statistic is computed for (an empty or all-missing window) come out NaN here
+        # and are dropped; the judged rows are the same operations as `psi_rows` & co.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            psi = _psi_against(self.psi_shares, counts, self.eps).tolist()
+            w1 = (_w1_raw(self.cdf, self.gaps, _shares(counts)) / self.std).tolist()
+        out = []
+        for j, ref in enumerate(self.refs):
+            base = ref._base(presents[j], missing[j])
+            psi_v = [
+                _nan_none(v) if b[3] is None else None for v, b in zip(psi[j], base, strict=True)
+            ]
+            w1_v = [
+                _nan_none(v) if b[3] is None else None for v, b in zip(w1[j], base, strict=True)
+            ]
+            out.append(ref._build(features[j], base, missing[j], thresholds[j], psi_v, w1_v))
+        return out
+
+
+def _nan_none(v: float) -> float | None:
+    return None if math.isnan(v) else v
 
 
 class CategoricalReference:
