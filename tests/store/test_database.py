@@ -173,6 +173,31 @@ def test_log_writes_keep_order_and_survive_a_session_reset(db: Database) -> None
     assert got[0]["features"] == odd["features"]
 
 
+def test_batches_of_any_size_are_written_whole_and_in_order(db: Database) -> None:
+    """SQLite writes a batch as INSERTs of a few fixed row counts (249 = 128 + 64 + ...):
+    every row lands once, in batch order, and the count of inserted rows adds up."""
+    log = PredictionLog(db)
+    sizes = [1, 3, 249, 250, 251, 499, 500, 777]
+    start = 0
+    for n in sizes:
+        assert log.write([_row(i) for i in range(start, start + n)]) == n
+        start += n
+    assert log.write([_row(i) for i in range(start - 300, start + 5)]) == 5  # 300 replayed
+    got = log.read_since("m", 0, 10_000)
+    assert [r["id"] for r in got] == [f"p-{i}" for i in range(start + 5)]
+
+
+def test_feedback_of_any_size_matches_exactly(db: Database) -> None:
+    """Ids are looked up in IN lists padded to a few fixed lengths: padding matches nothing
+    more, and every known id is matched once."""
+    log = PredictionLog(db)
+    log.write([_row(i) for i in range(800)])
+    for n in (1, 3, 257, 777):
+        items = [(f"p-{i}", "yes") for i in range(n)] + [(f"ghost-{n}", "no")]
+        matched, unknown = log.add_feedback(items)
+        assert (matched, unknown) == (n, [f"ghost-{n}"])
+
+
 def test_feedback_matches_known_ids_and_reports_unknown(db: Database) -> None:
     log = PredictionLog(db)
     log.write([_row(i) for i in range(4)])
