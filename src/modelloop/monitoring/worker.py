@@ -25,6 +25,7 @@ from modelloop.monitoring.check import (
     calibrate_reference,
     check,
 )
+from modelloop.monitoring.heap import trim_heap
 from modelloop.monitoring.live import live_metrics
 from modelloop.monitoring.metrics import MonitorMetrics
 from modelloop.monitoring.noise import NoiseCalibration
@@ -439,4 +440,5 @@ class Monitor:
             except Exception:  # keep the worker alive whatever one pass hit
                 self.metrics.errors.inc()
                 log.exception("monitor pass failed")
+            trim_heap()  # the pass's chunks are freed: give their memory back (see heap.py)
             stop.wait(max(0.0, self.settings.monitor_interval - (time.monotonic() - started)))
