@@ -229,3 +229,14 @@ def test_the_monitor_applies_the_retention_setting(db: Database, registry: Regis
     # what was read before the deletion still counts: the windows closed on all 1,500 rows
     assert sum(r["rows"] for r in reports(db)) == 1000  # type: ignore[misc]
     assert worker.contexts[MODEL].window.rows == 500
+
+
+def test_one_noise_calibration_per_model(db: Database, registry: Registry) -> None:
+    """A calibration is ~1 MiB: the one of a version no longer judged against is dropped."""
+    mon = monitor(db, registry)
+    ref = registry.reference(MODEL, 1)
+    first = mon._calibration(MODEL, 1, ref)
+    assert mon._calibration(MODEL, 1, ref) is first
+    mon._calibration("other", 1, ref)
+    mon._calibration(MODEL, 2, ref)
+    assert set(mon._calibrations) == {("other", 1), (MODEL, 2)}

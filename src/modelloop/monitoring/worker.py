@@ -112,6 +112,10 @@ class Monitor:
     def _calibration(self, model: str, version: int, ref: ReferenceProfile) -> NoiseCalibration:
         key = (model, version)
         if key not in self._calibrations:
+            # one per model: each is ~1 MiB (tracemalloc, the default model's reference) and
+            # a monitor that sees a retrain every few minutes would keep them all
+            for old in [k for k in self._calibrations if k[0] == model]:
+                del self._calibrations[old]
             start = time.perf_counter()
             self._calibrations[key] = calibrate_reference(ref)
             log.info(
