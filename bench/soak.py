@@ -15,7 +15,7 @@ trained is reported), the log never above its bound plus one retention interval 
 
     .venv/bin/python bench/soak.py [--minutes 10] [--connections 12] [--delay-ms 2]
 
-Writes bench/results/soak.json and prints a summary.
+Writes bench/results/soak-<date>.json and prints a summary.
 """
 
 import argparse
@@ -246,7 +246,9 @@ def main() -> int:
     ap.add_argument("--retention-interval", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS is baselined")
     ap.add_argument("--work", type=Path, default=Path("/tmp/modelloop-soak"))
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "soak.json")
+    ap.add_argument(
+        "--out", type=Path, default=HERE / "results" / f"soak-{time.strftime('%Y-%m-%d')}.json"
+    )
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
