@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from modelloop.heap import trim_heap
 from modelloop.monitoring import rules
 from modelloop.monitoring.check import (
     CheckResult,
@@ -25,7 +26,6 @@ from modelloop.monitoring.check import (
     calibrate_reference,
     check,
 )
-from modelloop.monitoring.heap import trim_heap
 from modelloop.monitoring.live import live_metrics
 from modelloop.monitoring.metrics import MonitorMetrics
 from modelloop.monitoring.noise import NoiseCalibration

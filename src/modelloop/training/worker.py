@@ -15,6 +15,7 @@ from types import FrameType
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
+from modelloop.heap import trim_heap
 from modelloop.store.database import Database, open_database
 from modelloop.store.errors import StoreError
 from modelloop.store.events import Events
@@ -198,6 +199,7 @@ class Trainer:
                 stop.wait(self.settings.trainer_poll)
                 continue
             self.run_job(job, stop)
+            trim_heap()  # the job's data and models are freed: give their memory back (heap.py)
 
 
 def run_trainer(settings: TrainerSettings) -> None:
