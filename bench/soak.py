@@ -272,7 +272,7 @@ def main() -> int:
     up = subprocess.Popen(
         [*MODELLOOP, "up", "--port", str(port)],
         env={**env, "MODELLOOP_MONITOR_PORT": str(free_port())},
-        stdout=open(args.work / "up.log", "wb"),  # noqa: SIM115
+        stdout=open(args.work / "up.log", "wb"),  # noqa: SIM115 - closed with the process
         stderr=subprocess.STDOUT,
     )
     try:

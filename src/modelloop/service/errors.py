@@ -1,9 +1,12 @@
 """The service's errors, each with its HTTP status. One handler turns them into JSON."""
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 
 class ServiceError(Exception):
     status = 500
-    headers: dict[str, str] = {}  # noqa: RUF012 (read only)
+    headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -16,7 +19,7 @@ class BadRequest(ServiceError):
 
 class Unauthorized(ServiceError):
     status = 401
-    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 (read only)
+    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(ServiceError):

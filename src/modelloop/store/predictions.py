@@ -114,8 +114,9 @@ class PredictionLog:
         """PostgreSQL: COPY the batch into a temporary table of this session (emptied at
         commit), then move it over in log order, skipping ids already logged."""
         raw = conn.connection.driver_connection
+        assert raw is not None  # a checked-out connection always has its driver connection
         columns = ", ".join(LOG_COLUMNS)
-        with raw.cursor() as cur:  # type: ignore[union-attr]
+        with raw.cursor() as cur:
             # every time (~35 us): a session that lost the table (DISCARD, a pooler) gets it back
             cur.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (n integer, id text, "
