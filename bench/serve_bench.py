@@ -7,6 +7,8 @@ rounds and the per-round ratios. Every request carries a different row.
 
     .venv/bin/python bench/serve_bench.py                   # 3 rounds, 10 s runs
     .venv/bin/python bench/serve_bench.py --rounds 1 --duration 3 --no-mlserver
+    .venv/bin/python bench/serve_bench.py --baseline /tmp/before   # a checkout of another
+        # commit (git worktree add /tmp/before <rev>): its src/ runs as "baseline ..." configs
 
 Needs wrk (Debian package) and, for MLServer, `bash bench/mlserver/setup.sh` (the script
 runs it). Writes bench/results/serve-<date>.json and prints a Markdown table.
@@ -152,6 +154,16 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+def baseline_configs(tree: Path) -> dict[str, dict[str, Any]]:
+    """The modelloop configurations again, run from another checkout's `src/` (same venv)."""
+    src = str((tree / "src").resolve())
+    return {
+        name.replace("modelloop", "baseline", 1): {**c, "env": {**c["env"], "PYTHONPATH": src}}
+        for name, c in CONFIGS.items()
+        if c["kind"] == "modelloop" and name != "modelloop no batching"
+    }
+
+
 def start(config: dict[str, Any], work: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
     log = open(work / f"server-{port}.log", "wb")  # noqa: SIM115 - closed with the process
     if config["kind"] == "modelloop":
@@ -265,6 +277,9 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/modelloop-serve-bench"))
     ap.add_argument("--no-mlserver", action="store_true")
     ap.add_argument(
+        "--baseline", type=Path, help="another checkout whose src/ runs beside this one's"
+    )
+    ap.add_argument(
         "--out", type=Path, default=HERE / "results" / f"serve-{dt.date.today().isoformat()}.json"
     )
     args = ap.parse_args()
@@ -274,6 +289,11 @@ def main() -> int:
     configs = {
         k: v for k, v in CONFIGS.items() if not (args.no_mlserver and v["kind"] == "mlserver")
     }
+    if args.baseline is not None:
+        if not (args.baseline / "src" / "modelloop").is_dir():
+            print(f"--baseline {args.baseline}: no src/modelloop there", file=sys.stderr)
+            return 2
+        configs.update(baseline_configs(args.baseline))
     if not args.no_mlserver:
         subprocess.run(["bash", str(HERE / "mlserver" / "setup.sh")], check=True)
     bodies = prepare(args.work)
@@ -332,7 +352,7 @@ def report(results: list[dict[str, Any]]) -> str:
     ]
     keys = sorted(
         {(r["config"], r["scenario"]) for r in results},
-        key=lambda k: (list(SCENARIOS).index(k[1]), list(CONFIGS).index(k[0])),
+        key=lambda k: (list(SCENARIOS).index(k[1]), k[0]),
     )
     for config, scenario in keys:
         rs = [r for r in results if r["config"] == config and r["scenario"] == scenario]
@@ -347,11 +367,20 @@ def report(results: list[dict[str, Any]]) -> str:
         )
     rounds = sorted({r["round"] for r in results})
     out = ["\n".join(lines)]
+    baseline_ratios: dict[tuple[str, str], list[float]] = {}
     for scenario in SCENARIOS:
         ratios = []
         for rnd in rounds:
             rr = [r for r in results if r["round"] == rnd and r["scenario"] == scenario]
             ours = max((r["rps"] for r in rr if r["config"].startswith("modelloop")), default=0)
+            base = {r["config"]: r["rps"] for r in rr if r["config"].startswith("baseline")}
+            for name, rps in base.items():
+                mine = next(
+                    (r["rps"] for r in rr if r["config"] == name.replace("baseline", "modelloop")),
+                    0.0,
+                )
+                if rps:
+                    baseline_ratios.setdefault((scenario, name), []).append(mine / rps)
             theirs = max((r["rps"] for r in rr if r["config"].startswith("mlserver")), default=0)
             if ours and theirs:
                 ratios.append(ours / theirs)
@@ -361,6 +390,12 @@ def report(results: list[dict[str, Any]]) -> str:
                 + ", ".join(f"{x:.1f}x" for x in ratios)
                 + f" (median {statistics.median(ratios):.1f}x)"
             )
+    for (scenario, name), xs in baseline_ratios.items():
+        out.append(
+            f"{scenario}: {name.replace('baseline', 'this tree')} / {name} per round: "
+            + ", ".join(f"{x:.3f}" for x in xs)
+            + f" (median {statistics.median(xs):.3f})"
+        )
     return "\n\n".join(out)
 
 
