@@ -1,11 +1,15 @@
 """`modelloop up`: the whole loop on one machine, each component in its own process.
 
 Trains the default model first when the registry is empty, starts the components, prints how
-to call the service once it is ready, and stops them all on Ctrl-C or SIGTERM.
+to call the service once it is ready, and stops them all on Ctrl-C or SIGTERM. With no admin
+token configured it makes one on the first run and keeps it in `$MODELLOOP_HOME/admin-token`
+(mode 0600), as notebook servers do, so the admin API works from the first minute.
 """
 
+import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,12 +17,45 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 from modelloop.cli_output import fail, progress
 from modelloop.store.registry import Registry
 from modelloop.store.settings import StoreSettings
 
 COMPONENTS = ("serve", "monitor", "trainer")
+TOKEN_FILE = "admin-token"
+
+
+def first_run_token(home: Path) -> tuple[str, Path]:
+    """The admin token kept in `home`, made (random, mode 0600) if there is none yet."""
+    path = home / TOKEN_FILE
+    home.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        token = path.read_text().strip()
+        if len(token) >= 16:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+                progress(f"{path} was readable by others: now mode 0600")
+            return token, path
+        path.unlink()  # empty or cut short: make a new one
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token, path
+
+
+def _admin_env(home: Path) -> tuple[dict[str, str], str]:
+    """The admin token for the service: an explicit MODELLOOP_ADMIN_TOKEN (or `off`) wins;
+    unset, the first-run token. Returns the variables to set and a line for the user."""
+    given = os.environ.get("MODELLOOP_ADMIN_TOKEN")
+    if given is not None:
+        if given.strip().lower() == "off":
+            return {"MODELLOOP_ADMIN_TOKEN": "off"}, "admin API off (MODELLOOP_ADMIN_TOKEN=off)"
+        return {}, "admin API on with the token in MODELLOOP_ADMIN_TOKEN"
+    token, path = first_run_token(home)
+    return {"MODELLOOP_ADMIN_TOKEN": token}, f"admin token (kept in {path}): {token}"
 
 
 def _ready(url: str) -> bool:
@@ -29,11 +66,17 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _example(host: str, port: int, registry: Registry) -> str:
+def _example_model(registry: Registry) -> str | None:
     names = registry.models()
     if not names:
+        return None
+    return "default" if "default" in names else names[0]
+
+
+def _example(host: str, port: int, registry: Registry) -> str:
+    model = _example_model(registry)
+    if model is None:
         return ""
-    model = "default" if "default" in names else names[0]
     active = registry.active(model)
     if active is None:
         return ""
@@ -53,15 +96,16 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
     registry = Registry(settings.registry_dir)
     if not registry.models():
         progress(f"registry {registry.root} is empty: training the default model first")
-        from modelloop.cli import main as cli_main
-
-        code = cli_main(["train"])
+        # in its own process: the training libraries stay out of this supervisor
+        code = subprocess.run([sys.executable, "-m", "modelloop.cli", "train"]).returncode
         if code != 0:
             return code
+    admin, admin_line = _admin_env(settings.home)
     env = {
         "MODELLOOP_MONITOR_HOST": host,
         "MODELLOOP_MONITOR_PORT": str(port + 1),
         **os.environ,
+        **admin,
         "MODELLOOP_HOST": host,
         "MODELLOOP_PORT": str(port),
     }
@@ -86,9 +130,17 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
         if not shown and _ready(f"http://{host}:{port}/v2/health/ready"):
             shown = True
             progress(f"\nmodelloop is up: http://{host}:{port}  (API docs: /docs)")
+            progress(admin_line)
             example = _example(host, port, registry)
             if example:
-                progress(f"try:\n  {example}\n")
+                progress(f"try:\n  {example}")
+            model = _example_model(registry)
+            if admin.get("MODELLOOP_ADMIN_TOKEN", "off") != "off" and model is not None:
+                progress(
+                    f"  curl -s -X POST http://{host}:{port}/v1/admin/models/{model}/retrain "
+                    f'-H "Authorization: Bearer $(cat {(settings.home / TOKEN_FILE).resolve()})"'
+                )
+            progress("")
         time.sleep(0.2)
     for p in procs.values():
         if p.poll() is None:
