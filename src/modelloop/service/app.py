@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import modelloop
 from modelloop.service.body import BodyLimit
-from modelloop.service.errors import ServiceError
+from modelloop.service.errors import ServiceError, retry_after_header
 from modelloop.service.fastpath import FastPath
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
@@ -36,6 +36,8 @@ from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
 
 log = logging.getLogger("modelloop.service")
+
+RETRY_AFTER = 2.0  # seconds a caller is asked to wait after a database error
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -136,10 +138,13 @@ def create_app(
         return json_response({"error": exc.message}, exc.status, exc.headers)
 
     @app.exception_handler(SQLAlchemyError)
-    async def database_down(_: Request, exc: SQLAlchemyError) -> Response:
+    async def database_down(request: Request, exc: SQLAlchemyError) -> Response:
+        # The driver's text may name the host, the user, the query: it stays in our log.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning("database error: %s", first)
-        return json_response({"error": f"database unavailable, try again: {first[:200]}"}, 503)
+        log.warning("database error on %s %s: %s", request.method, request.url.path, first)
+        return json_response(
+            {"error": "database unavailable, try again"}, 503, retry_after_header(RETRY_AFTER)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
