@@ -89,10 +89,13 @@ def create_app(
         log=LogWriter(
             predictions,
             metrics,
-            settings.log_queue_rows,
-            settings.log_batch_rows,
-            settings.log_flush_seconds,
             Spool(settings.home / "spool"),
+            capacity_rows=settings.log_queue_rows,
+            capacity_bytes=settings.log_queue_bytes,
+            batch_rows=settings.log_batch_rows,
+            flush_seconds=settings.log_flush_seconds,
+            wait_seconds=settings.log_wait_seconds,
+            drain_seconds=settings.log_drain_seconds,
         ),
         predictions=predictions,
         jobs=JobQueue(db),
@@ -169,6 +172,7 @@ def create_app(
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         metrics.log_queue_rows.set(service.log.depth)
+        metrics.log_queue_bytes.set(service.log.queue_bytes)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
