@@ -42,8 +42,8 @@ _ERROR_TEXT = {
     413: "body over MODELLOOP_MAX_BODY_BYTES, or more rows than MODELLOOP_MAX_INSTANCES",
     415: "body is not JSON",
     422: "well-formed but not valid: the message names the field (or feature and row)",
-    503: "not ready: no version serving yet, a version that does not load, draining, or the "
-    "database unavailable",
+    503: "not ready: no version serving yet, a version that does not load, draining, the "
+    "database unavailable, or the prediction log full and not writable (see Retry-After)",
 }
 
 
@@ -308,6 +308,7 @@ class Live(BaseModel):
 
 class Ready(BaseModel):
     ready: bool
+    reason: str | None = Field(default=None, description="why not ready (only when not ready)")
 
 
 class ModelReady(BaseModel):

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import modelloop
 from modelloop.service.body import BodyLimit
-from modelloop.service.errors import ServiceError
+from modelloop.service.errors import ServiceError, retry_after_header
 from modelloop.service.fastpath import FastPath
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
@@ -36,6 +36,8 @@ from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
 
 log = logging.getLogger("modelloop.service")
+
+RETRY_AFTER = 2.0  # seconds a caller is asked to wait after a database error
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -87,10 +89,13 @@ def create_app(
         log=LogWriter(
             predictions,
             metrics,
-            settings.log_queue_rows,
-            settings.log_batch_rows,
-            settings.log_flush_seconds,
             Spool(settings.home / "spool"),
+            capacity_rows=settings.log_queue_rows,
+            capacity_bytes=settings.log_queue_bytes,
+            batch_rows=settings.log_batch_rows,
+            flush_seconds=settings.log_flush_seconds,
+            wait_seconds=settings.log_wait_seconds,
+            drain_seconds=settings.log_drain_seconds,
         ),
         predictions=predictions,
         jobs=JobQueue(db),
@@ -136,10 +141,13 @@ def create_app(
         return json_response({"error": exc.message}, exc.status, exc.headers)
 
     @app.exception_handler(SQLAlchemyError)
-    async def database_down(_: Request, exc: SQLAlchemyError) -> Response:
+    async def database_down(request: Request, exc: SQLAlchemyError) -> Response:
+        # The driver's text may name the host, the user, the query: it stays in our log.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning("database error: %s", first)
-        return json_response({"error": f"database unavailable, try again: {first[:200]}"}, 503)
+        log.warning("database error on %s %s: %s", request.method, request.url.path, first)
+        return json_response(
+            {"error": "database unavailable, try again"}, 503, retry_after_header(RETRY_AFTER)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
@@ -164,6 +172,7 @@ def create_app(
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         metrics.log_queue_rows.set(service.log.depth)
+        metrics.log_queue_bytes.set(service.log.queue_bytes)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

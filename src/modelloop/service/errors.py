@@ -1,16 +1,20 @@
 """The service's errors, each with its HTTP status. One handler turns them into JSON."""
 
+import math
 from collections.abc import Mapping
 from typing import ClassVar
 
 
 class ServiceError(Exception):
     status = 500
-    headers: ClassVar[Mapping[str, str]] = {}
+    class_headers: ClassVar[Mapping[str, str]] = {}  # sent with every error of the class
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: Mapping[str, str] = (
+            {**self.class_headers, **headers} if headers else self.class_headers
+        )
 
 
 class BadRequest(ServiceError):
@@ -19,7 +23,7 @@ class BadRequest(ServiceError):
 
 class Unauthorized(ServiceError):
     status = 401
-    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": "Bearer"}
+    class_headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(ServiceError):
@@ -48,3 +52,12 @@ class Unprocessable(ServiceError):
 
 class Unavailable(ServiceError):
     status = 503
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        """`retry_after`: seconds the caller should wait, sent as `Retry-After` (RFC 9110)."""
+        headers = None if retry_after is None else retry_after_header(retry_after)
+        super().__init__(message, headers)
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}

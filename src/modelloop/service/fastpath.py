@@ -75,7 +75,10 @@ class FastPath:
                 reply = await self.predictor.infer(model, version, body, header_length)
             status = 200
         except ServiceError as e:
-            status, reply = e.status, Reply(orjson.dumps({"error": e.message}))
+            status, reply = (
+                e.status,
+                Reply(orjson.dumps({"error": e.message}), headers=dict(e.headers)),
+            )
         except Exception:
             log.exception("%s %s failed", scope["method"], scope["path"])
             status, reply = 500, Reply(orjson.dumps({"error": "internal error"}))

@@ -19,6 +19,9 @@ LATENCY_BUCKETS = (
     2.5,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Where the prediction log writer failed: a commit, a spool write, a spool replay, setting bad
+# rows aside, or anything else (a bug, caught so that the writer goes on).
+WRITER_STAGES = ("database", "spool", "replay", "quarantine", "internal")
 
 
 class ServiceMetrics:
@@ -104,6 +107,32 @@ class ServiceMetrics:
         self.log_write_errors = Counter(
             "modelloop_log_write_errors",
             "failed prediction log commits (retried)",
+            registry=registry,
+        )
+        self.log_queue_bytes = Gauge(
+            "modelloop_log_queue_bytes",
+            "estimated memory held by prediction log rows not yet written (or spooled)",
+            registry=registry,
+        )
+        self.log_writer_errors = Counter(
+            "modelloop_log_writer_errors",
+            "failures in the prediction log writer by stage; the rows are kept and retried",
+            ["stage"],
+            registry=registry,
+        )
+        for stage in WRITER_STAGES:
+            self.log_writer_errors.labels(stage)
+        self.log_writer_healthy = Gauge(
+            "modelloop_log_writer_healthy",
+            "1 while the prediction log writer makes progress (into the database or the "
+            "spool), 0 when neither takes rows",
+            registry=registry,
+        )
+        self.log_writer_healthy.set(1)
+        self.log_rows_quarantined = Counter(
+            "modelloop_log_rows_quarantined",
+            "prediction log rows the database refused (or spool lines that could not be "
+            "read), set aside in the spool's quarantine folder",
             registry=registry,
         )
         self.log_wait_seconds = Counter(

@@ -205,7 +205,7 @@ class Predictor:
                 for pid, instance, out in zip(ids, instances, formatted, strict=True)
             ]
             preds = [{"id": pid, **out} for pid, out in zip(ids, formatted, strict=True)]
-            await self.service.log.put(rows)
+            await self.service.log.put(rows, len(raw))
             if self.durable:
                 await self.service.log.written()
             code = 200
@@ -257,7 +257,7 @@ class Predictor:
                     }
                 )
             reply = _respond(served, req, outputs, rid, ids)
-            await self.service.log.put(rows)
+            await self.service.log.put(rows, len(raw))
             if self.durable:
                 await self.service.log.written()
             code = 200

@@ -65,15 +65,24 @@ def oip_router(service: Service, predictor: Predictor) -> APIRouter:
 
     @router.get(
         "/health/ready",
-        summary="Readiness: models loaded and not draining",
+        summary="Readiness: models loaded, not draining, and the prediction log is written",
         responses={
             200: {"model": schema.Ready, "description": "ready"},
-            503: {"model": schema.Ready, "description": "starting or draining"},
+            503: {
+                "model": schema.Ready,
+                "description": "starting, draining, or the prediction log cannot be written "
+                "(neither the database nor the local spool takes rows)",
+            },
         },
     )
     async def ready() -> Response:
-        ok = service.started and not service.draining
-        return json_response({"ready": ok}, 200 if ok else 503)
+        if not service.started:
+            return json_response({"ready": False, "reason": "starting"}, 503)
+        if service.draining:
+            return json_response({"ready": False, "reason": "draining"}, 503)
+        if not service.log.healthy:
+            return json_response({"ready": False, "reason": service.log.reason}, 503)
+        return json_response({"ready": True})
 
     def slot_for(model: str) -> Slot:
         return service.models.get(model)

@@ -35,12 +35,32 @@ class ServiceSettings(StoreSettings):
         default=False,
         description="answer a prediction only once its log row is committed (or spooled to "
         "disk): nothing acknowledged is lost even to SIGKILL, at the cost of the writer's "
-        "commit latency",
+        "commit latency; a row not written within log_wait_seconds answers 503",
     )
     log_queue_rows: int = Field(
         default=100_000,
         gt=0,
         description="rows waiting to be written before requests wait for the writer (backpressure)",
+    )
+    log_queue_bytes: int = Field(
+        default=64 << 20,
+        gt=0,
+        description="estimated memory of the rows waiting to be written before requests wait "
+        "for the writer; a row counts 512 bytes plus 6 times its share of the request body "
+        "(measured: a parsed row takes 6-8 times its JSON)",
+    )
+    log_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest a request waits for room in the log queue, or (durable mode, "
+        "feedback) for its rows to be written, before it gets 503 with Retry-After; when "
+        "neither the database nor the spool takes rows, a full queue answers 503 at once",
+    )
+    log_drain_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="on SIGTERM, how long the writer keeps retrying the database and the spool "
+        "for the rows it still holds before it gives up on them (and logs how many are lost)",
     )
     log_batch_rows: int = Field(
         default=250,

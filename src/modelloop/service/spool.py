@@ -1,8 +1,14 @@
-"""Log rows the database refused, kept on local disk until it takes them again.
+"""Log rows the database could not take, kept on local disk until it takes them again.
 
-Each failed batch becomes one JSON-lines file, written to a temporary name, fsynced and renamed,
-so a file is whole or absent. Replaying claims a file by renaming it, writes its rows (the
-database skips ids it already has, so a replay never doubles a row) and deletes it.
+Each batch becomes one JSON-lines file, written to a temporary name, fsynced and renamed, so a
+file is whole or absent. Replaying claims a file by renaming it, writes its rows (the database
+skips ids it already has, so a replay never doubles a row) and deletes it. Rows the database
+refuses, and lines that are not a log row, go to `quarantine/` beside the spool files, named
+after the batch or file they came from:
+
+- `<origin>.rows.jsonl`: rows the database refused, in the spool's format (fix them and move
+  the file back into the spool as `log-<anything>.jsonl` to have them replayed);
+- `<origin>.unreadable`: lines of a spool file that were not a log row, as they were.
 """
 
 import contextlib
@@ -10,37 +16,66 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import orjson
 
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.predictions import LogRow, as_log_row
 
 log = logging.getLogger("modelloop.service.log")
 
 CLAIM_TIMEOUT = 300.0  # a claimed file older than this was left by a process that died
+PROBE_BYTES = 4096  # what a probe writes to find out whether the spool takes files again
+
+
+def _write_atomically(directory: Path, name: str, lines: Iterable[bytes]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{name}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            for line in lines:
+                f.write(line)
+                f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        final = directory / name
+        os.rename(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return final
+
+
+def _row_json(row: LogRow) -> bytes:
+    try:
+        return orjson.dumps(row)
+    except TypeError:  # a value JSON cannot hold: keep what can be shown of it (replayed,
+        # it is not a log row: it goes to the quarantine's unreadable lines)
+        return orjson.dumps({"unencodable_row": repr(row)})
 
 
 class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.quarantine_dir = directory / "quarantine"
         self.prefix = uuid.uuid4().hex[:8]
         self._n = 0
 
-    def add(self, rows: Sequence[LogRow]) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def _name(self, kind: str) -> str:
         self._n += 1
-        name = f"log-{time.time():.6f}-{self.prefix}-{self._n}.jsonl"
-        tmp = self.directory / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            for row in rows:
-                f.write(orjson.dumps(row) + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        final = self.directory / name
-        os.rename(tmp, final)
-        return final
+        return f"{kind}-{time.time():.6f}-{self.prefix}-{self._n}"
+
+    def add(self, rows: Sequence[LogRow]) -> Path:
+        return _write_atomically(
+            self.directory, self._name("log") + ".jsonl", (_row_json(r) for r in rows)
+        )
+
+    def probe(self) -> None:
+        """Write and remove a small file: raises OSError while the spool takes no files."""
+        path = _write_atomically(self.directory, f".probe-{self.prefix}", [b"0" * PROBE_BYTES])
+        path.unlink()
 
     def files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -60,27 +95,50 @@ class Spool:
                 total += path.read_bytes().count(b"\n")
         return total
 
-    def replay(self, sink: PredictionLog) -> tuple[int, int]:
-        """Write spooled files back, oldest first; stop at the first failure.
-        Returns (rows read back, rows the database did not have yet)."""
-        read = inserted = 0
-        for path in self.files():
-            claimed = (
-                self.directory / f"replaying-{self.prefix}-{path.name.removeprefix('replaying-')}"
-            )
+    def claim(self, path: Path) -> Path | None:
+        """Take a spool file for replay; None if another process has taken it."""
+        original = path.name.removeprefix("replaying-")
+        claimed = self.directory / f"replaying-{self.prefix}-{original}"
+        try:
+            os.rename(path, claimed)
+        except FileNotFoundError:
+            return None
+        return claimed
+
+    def release(self, claimed: Path, path: Path) -> None:
+        """Give a claimed file back (to be replayed later)."""
+        os.rename(claimed, path)
+
+    def read(self, path: Path) -> tuple[list[LogRow], list[bytes]]:
+        """The file's log rows, and the lines that are not one (corrupt JSON, a wrong shape)."""
+        rows: list[LogRow] = []
+        unreadable: list[bytes] = []
+        for line in path.read_bytes().splitlines():
+            if not line.strip():
+                continue
             try:
-                os.rename(path, claimed)
-            except FileNotFoundError:
-                continue  # another process took it
-            rows = [orjson.loads(line) for line in claimed.read_bytes().splitlines() if line]
-            try:
-                inserted += sink.write(rows)
-            except Exception as e:
-                os.rename(claimed, path)
-                log.warning(
-                    "spool replay stopped, the database still refuses: %s", str(e).splitlines()[0]
-                )
-                break
-            claimed.unlink()
-            read += len(rows)
-        return read, inserted
+                row = as_log_row(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                row = None
+            if row is None:
+                unreadable.append(line)
+            else:
+                rows.append(row)
+        return rows, unreadable
+
+    def quarantine(
+        self, origin: str | None, rows: Sequence[LogRow], unreadable: Sequence[bytes] = ()
+    ) -> list[Path]:
+        """Set rows (and unreadable lines) aside; `origin` names the spool file they came
+        from, None for a batch straight from the queue. Returns the files written."""
+        if origin is None:
+            stem = self._name("batch")
+        else:
+            stem = origin.removeprefix("replaying-").removesuffix(".jsonl")
+        written = []
+        if rows:
+            rows_json = [_row_json(r) for r in rows]
+            written.append(_write_atomically(self.quarantine_dir, f"{stem}.rows.jsonl", rows_json))
+        if unreadable:
+            written.append(_write_atomically(self.quarantine_dir, f"{stem}.unreadable", unreadable))
+        return written

@@ -24,6 +24,7 @@ from modelloop.store.schema import SCHEMA_VERSION, metadata, schema_info
 
 # pg_advisory_xact_lock key that serialises schema migrations ("modelloop" in ASCII, truncated).
 _MIGRATION_LOCK = 0x6D6F64656C6C6F6F
+SQLITE_BUSY_MS = 5000  # how long a SQLite statement waits for another connection's lock
 
 
 class DatabaseError(StoreError):
@@ -85,7 +86,7 @@ def create_db_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             _use_wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             # Checkpoint every ~40 MB of WAL rather than 4 MB: measured ~10 % more log
@@ -153,6 +154,25 @@ class Database:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         elif self.backend == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def writable(self) -> bool:
+        """Whether the database answers and would take a write now; writes nothing. On SQLite
+        the write lock is taken and given back (waiting for it at most 0.2 s), so a database
+        that another connection holds locked is not writable; on PostgreSQL the server must
+        answer and not be read-only (a standby)."""
+        try:
+            with self.engine.connect() as conn:
+                if self.backend != "sqlite":
+                    return conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
+                conn.exec_driver_sql("PRAGMA busy_timeout=200")
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    conn.exec_driver_sql("ROLLBACK")
+                finally:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+                return True
+        except SQLAlchemyError:
+            return False
 
     @property
     def safe_url(self) -> str:

@@ -51,3 +51,8 @@ class JobNotFound(StoreError, LookupError):
 
 class SchemaTooNew(StoreError):
     pass
+
+
+class RowsRejected(StoreError):
+    """The database is there but refuses these rows: a value a column cannot hold, a missing
+    value, a value the driver cannot send."""

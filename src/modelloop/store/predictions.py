@@ -3,12 +3,14 @@
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import orjson
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import DataError, IntegrityError
 
 from modelloop.store.database import Database
+from modelloop.store.errors import RowsRejected
 from modelloop.store.schema import feedback, predictions
 
 
@@ -25,6 +27,27 @@ class LogRow(TypedDict):
 LOG_COLUMNS = ("id", "ts", "model", "version", "features", "output", "latency_ms")
 ROWS_PER_STATEMENT = 500  # 3,500 parameters: under SQLite's limit
 STAGE = "predictions_stage"  # PostgreSQL: the COPY target, a temporary table per session
+
+_LOG_KEYS = frozenset(LOG_COLUMNS)
+_ROW_TYPES = (
+    ("id", (str,)),
+    ("ts", (float, int)),
+    ("model", (str,)),
+    ("version", (int,)),
+    ("features", (dict,)),
+    ("output", (dict,)),
+    ("latency_ms", (float, int)),
+)
+
+
+def as_log_row(value: Any) -> LogRow | None:
+    """`value` (decoded JSON) if it has a log row's keys and types, else None. The database
+    still has the last word on values (an id's length, a number's range)."""
+    if type(value) is not dict or value.keys() != _LOG_KEYS:
+        return None
+    if any(type(value[key]) not in types for key, types in _ROW_TYPES):
+        return None
+    return cast(LogRow, value)
 
 
 def _encoded(rows: Iterable[LogRow]) -> Iterator[tuple[Any, ...]]:
@@ -61,6 +84,11 @@ def _statement_rows(n: int) -> Iterator[int]:
             n -= size
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 ID_LOOKUP = 500  # ids per IN list when feedback is matched to the log
 
 
@@ -84,6 +112,18 @@ class PredictionLog:
         self._head = f"INSERT INTO {predictions.name} ({', '.join(LOG_COLUMNS)}) VALUES "
         self._group = "(" + ",".join(["?"] * len(LOG_COLUMNS)) + ")"
         self._statements: dict[int, str] = {}
+        # The driver's own errors about values (COPY runs on the driver's cursor, so
+        # SQLAlchemy does not wrap them): PEP 249's DataError and IntegrityError.
+        dbapi = db.engine.dialect.dbapi
+        self._rejections: tuple[type[Exception], ...] = (
+            DataError,
+            IntegrityError,
+            *(
+                getattr(dbapi, name)
+                for name in ("DataError", "IntegrityError")
+                if hasattr(dbapi, name)
+            ),
+        )
 
     def _statement(self, n: int) -> str:
         sql = self._statements.get(n)
@@ -94,9 +134,22 @@ class PredictionLog:
 
     def write(self, rows: Sequence[LogRow]) -> int:
         """Commit a batch; rows whose id is already logged are skipped (replays are safe).
-        Returns the rows inserted."""
+        Returns the rows inserted. Raises RowsRejected when the database (or its driver)
+        refuses a value in the batch; any other error says nothing about the rows."""
         if not rows:
             return 0
+        try:
+            return self._write(rows)
+        except self._rejections as e:
+            raise RowsRejected(_first_line(e)) from e
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            # a value orjson cannot encode or the driver cannot send (an integer past 64 bits)
+            raise RowsRejected(f"{type(e).__name__}: {_first_line(e)}") from e
+
+    def writable(self) -> bool:
+        return self.db.writable()
+
+    def _write(self, rows: Sequence[LogRow]) -> int:
         inserted = 0
         with self.db.engine.begin() as conn:
             if self._copy:
