@@ -108,3 +108,38 @@ def test_categorical_value_over_the_documented_limit_is_422(client: TestClient) 
     body = {"instances": [dict(row(1), region="x" * 10_001)]}
     r = client.post(f"/v1/models/{MODEL}/predict", json=body)
     assert_error(r, 422, "region", "10000")
+
+
+def test_version_of_thousands_of_digits_is_404_not_500(make_client: Any) -> None:
+    """`int` refuses more than 4,300 digits; every route that takes a version must not ask it."""
+    client = make_client(admin_token=ADMIN_TOKEN)
+    huge = "9" * 5000
+    body = json.dumps({"instances": [row(1)]}).encode()
+    message = assert_error(
+        post(client, body, f"/v1/models/{MODEL}/versions/{huge}/predict"), 404, "no version"
+    )
+    assert len(message) < 200, message  # the segment is not echoed in full
+    infer = {"inputs": oip_inputs([row(1)])}
+    r = client.post(f"/v2/models/{MODEL}/versions/{huge}/infer", json=infer)
+    assert_error(r, 404, "no version")
+    assert_error(client.get(f"/v2/models/{MODEL}/versions/{huge}"), 404, "no version")
+    assert_error(client.get(f"/v2/models/{MODEL}/versions/{huge}/ready"), 404, "no version")
+    # Ten digits is already more than a version can have; nine is merely not there.
+    assert_error(client.get(f"/v2/models/{MODEL}/versions/1000000000"), 404, "no version")
+    assert_error(client.get(f"/v2/models/{MODEL}/versions/999999999"), 404, "no version")
+    r = client.post(
+        f"/v1/admin/models/{MODEL}/promote",
+        json={"version": 10**9},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert_error(r, 422, "version")
+
+
+def test_header_length_of_thousands_of_digits_is_400_not_500(client: TestClient) -> None:
+    raw = json.dumps({"inputs": oip_inputs([row(1)])}).encode()
+    r = client.post(
+        f"/v2/models/{MODEL}/infer",
+        content=raw,
+        headers={"content-type": "application/json", "inference-header-content-length": "9" * 5000},
+    )
+    assert_error(r, 400, "inference-header-content-length")

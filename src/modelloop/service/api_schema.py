@@ -20,6 +20,7 @@ from pydantic import (
 
 from modelloop.service.inputs import FLOAT32_MAX, MAX_STRING
 from modelloop.service.oip import NUMPY_OF
+from modelloop.service.versions import MAX_VERSION, MAX_VERSION_DIGITS, parse_version
 
 MODEL_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
 MAX_ID = 128  # characters in one prediction id
@@ -87,15 +88,34 @@ ModelName = Annotated[
         json_schema_extra={"pattern": MODEL_NAME_PATTERN},
     ),
 ]
+
+
+def _version(value: Any) -> Any:
+    """A version segment as `parse_version` reads it (Python's `int` would take '٣' as 3 and
+    fail with a 500 on 5,000 digits)."""
+    if isinstance(value, str):
+        number = parse_version(value)
+        if number is None:
+            raise ValueError(f"must be a version number of at most {MAX_VERSION_DIGITS} digits")
+        return number
+    return value
+
+
 Version = Annotated[
-    int, Path(description="version number", examples=[1], json_schema_extra={"minimum": 1})
+    int,
+    BeforeValidator(_version),
+    Path(
+        description="version number",
+        examples=[1],
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION},
+    ),
 ]
 OipVersion = Annotated[
     str,
     Path(
         description="version number (a string in the Open Inference Protocol)",
         examples=["1"],
-        json_schema_extra={"pattern": "^[0-9]+$"},
+        json_schema_extra={"pattern": f"^[0-9]{{1,{MAX_VERSION_DIGITS}}}$"},
     ),
 ]
 
@@ -253,7 +273,9 @@ WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_number)]
 
 
 class PromoteRequest(_Strict):
-    version: WholeNumber = Field(ge=1, description="the version to load and activate")
+    version: WholeNumber = Field(
+        ge=1, le=MAX_VERSION, description="the version to load and activate"
+    )
     reason: StrictStr = Field(default="promoted through the admin API", max_length=1000)
 
 

@@ -11,7 +11,6 @@ import logging
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelloop.service.body import ascii_digits
 from modelloop.service.errors import PayloadTooLarge, ServiceError
 from modelloop.service.predict import Predictor, Reply
 
@@ -33,7 +32,7 @@ def match(path: str) -> tuple[str, str, str | None] | None:
         return None
     if n == 5:
         return kind, parts[3], None
-    if parts[4] != "versions" or not ascii_digits(parts[5]):
+    if parts[4] != "versions":
         return None
     return kind, parts[3], parts[5]
 
@@ -68,9 +67,7 @@ class FastPath:
                 )
             body = await self._body(receive)
             if kind == "predict":
-                reply = await self.predictor.v1(
-                    model, None if version is None else int(version), body, ctype
-                )
+                reply = await self.predictor.v1(model, version, body, ctype)
             else:
                 reply = await self.predictor.infer(model, version, body, header_length)
             status = 200

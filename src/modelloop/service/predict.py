@@ -17,6 +17,7 @@ from modelloop.service.errors import NotFound, PayloadTooLarge, ServiceError, Un
 from modelloop.service.models import Slot
 from modelloop.service.served import Outputs, ServedModel
 from modelloop.service.state import Service
+from modelloop.service.versions import parse_version, shown
 from modelloop.store.predictions import LogRow
 
 JSON = "application/json"
@@ -157,14 +158,15 @@ class Predictor:
         self.requests = service.metrics.requests
         self.seconds = service.metrics.request_seconds
 
-    async def _slot(self, model: str, version: int | str | None) -> Slot:
+    async def _slot(self, model: str, version: str | None, v1: bool = False) -> Slot:
         if version is None:
             return self.service.models.get(model)
-        if isinstance(version, str):
-            if not ascii_digits(version):
-                raise NotFound(f"model {model!r} has no version {version!r}")
-            version = int(version)
-        return await self.service.models.get_version(model, version)
+        number = parse_version(version)
+        if number is None:
+            if v1 and not ascii_digits(version):  # v1 versions are integers
+                raise Unprocessable(f"version {shown(version)} is not a version number")
+            raise NotFound(f"model {model!r} has no version {shown(version)}")
+        return await self.service.models.get_version(model, number)
 
     def _count(self, model: str, version: str, endpoint: str, code: int, start: float) -> None:
         label = metric_model(self.service, model)
@@ -172,7 +174,7 @@ class Predictor:
         self.seconds.labels(label, endpoint).observe(time.perf_counter() - start)
 
     async def v1(
-        self, model: str, version: int | None, raw: bytes, content_type: str | None
+        self, model: str, version: str | None, raw: bytes, content_type: str | None
     ) -> Reply:
         start = time.perf_counter()
         endpoint = "predict" if version is None else "predict_version"
@@ -180,7 +182,7 @@ class Predictor:
         try:
             check_content_type(content_type)
             instances, ids = _instances(parse_json(raw), self.settings.max_instances)
-            slot = await self._slot(model, version)
+            slot = await self._slot(model, version, v1=True)
             served = slot.served
             version_label = served.version_label
             columns = served.schema.columns(instances)

@@ -63,7 +63,7 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         model: schema.ModelName, version: schema.Version, request: Request
     ) -> Response:
         reply = await predictor.v1(
-            model, version, await request.body(), request.headers.get("content-type")
+            model, str(version), await request.body(), request.headers.get("content-type")
         )
         return Response(reply.body, media_type=reply.media_type)
 
