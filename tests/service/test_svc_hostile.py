@@ -1,6 +1,8 @@
 """Hostile input: every case gets the right 4xx with a clear message, never a 500."""
 
 import json
+import math
+import struct
 from typing import Any
 
 import pytest
@@ -143,3 +145,60 @@ def test_header_length_of_thousands_of_digits_is_400_not_500(client: TestClient)
         headers={"content-type": "application/json", "inference-header-content-length": "9" * 5000},
     )
     assert_error(r, 400, "inference-header-content-length")
+
+
+def _binary_infer(client: TestClient, region: bytes) -> Any:
+    """An infer request with binary tensors: `region` is the one BYTES element's raw bytes."""
+    tensors, blobs = [], []
+    for t in oip_inputs([row(1)]):
+        if t["name"] == "region":
+            blob = struct.pack("<I", len(region)) + region
+        elif t["datatype"] == "BYTES":
+            value = t["data"][0].encode()
+            blob = struct.pack("<I", len(value)) + value
+        else:
+            blob = struct.pack("<f", float(t["data"][0]))
+        tensors.append({**t, "parameters": {"binary_data_size": len(blob)}})
+        del tensors[-1]["data"]
+        blobs.append(blob)
+    header = json.dumps({"inputs": tensors}).encode()
+    return client.post(
+        f"/v2/models/{MODEL}/infer",
+        content=header + b"".join(blobs),
+        headers={
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(len(header)),
+        },
+    )
+
+
+def test_infer_bytes_that_are_not_utf8_are_422_naming_the_input(client: TestClient) -> None:
+    assert _binary_infer(client, "südé".encode()).status_code == 200
+    for raw in (b"\xff\xfe", "\ud800".encode("utf-8", "surrogatepass"), b"ab\xc3"):
+        assert_error(_binary_infer(client, raw), 422, "region", "UTF-8")
+
+
+def test_infer_lone_surrogate_in_json_with_nan_is_422_naming_the_input(
+    client: TestClient,
+) -> None:
+    """JSON holding NaN goes to the stdlib parser, which (unlike orjson) takes "\\ud800"."""
+    inputs = oip_inputs([dict(row(1), age=math.nan, plan="\ud800")])
+    raw = json.dumps({"inputs": inputs}).encode()
+    assert b"NaN" in raw
+    assert b'"\\ud800"' in raw
+    assert_error(post(client, raw, f"/v2/models/{MODEL}/infer"), 422, "plan", "UTF-8")
+    # Without NaN, orjson refuses the surrogate itself.
+    raw = json.dumps({"inputs": oip_inputs([dict(row(1), plan="\ud800")])}).encode()
+    assert_error(post(client, raw, f"/v2/models/{MODEL}/infer"), 400, "not valid JSON")
+
+
+def test_infer_bytes_over_the_categorical_limit_are_422(client: TestClient) -> None:
+    """The v1 API's limit of 10,000 characters per categorical value holds for OIP too."""
+    infer = f"/v2/models/{MODEL}/infer"
+    at_limit = oip_inputs([dict(row(1), region="é" * 10_000)])
+    assert client.post(infer, json={"inputs": at_limit}).status_code == 200
+    over = oip_inputs([dict(row(1), region="x" * 10_001)])
+    assert_error(client.post(infer, json={"inputs": over}), 422, "region", "10000")
+    assert _binary_infer(client, "é".encode() * 10_000).status_code == 200
+    assert_error(_binary_infer(client, b"x" * 10_001), 422, "region", "10000")
+    assert_error(_binary_infer(client, b"x" * 50_000), 422, "region", "10000")
