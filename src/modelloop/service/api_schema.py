@@ -18,12 +18,12 @@ from pydantic import (
     StrictStr,
 )
 
+from modelloop.service.ids import MAX_ID
 from modelloop.service.inputs import FLOAT32_MAX, MAX_STRING
 from modelloop.service.oip import NUMPY_OF
 from modelloop.service.versions import MAX_VERSION, MAX_VERSION_DIGITS, parse_version
 
 MODEL_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
-MAX_ID = 128  # characters in one prediction id
 
 
 class _Strict(BaseModel):
@@ -170,8 +170,9 @@ def predict_body(max_instances: int) -> dict[str, Any]:
                                 "maxItems": max_instances,
                                 "uniqueItems": True,
                                 "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
-                                "description": "your own prediction ids, one per instance "
-                                "(else 422)",
+                                "description": "your own prediction ids, one per instance: "
+                                "printable (no control characters), no comma, not starting "
+                                "with '~' (generated ids do), unique (else 422)",
                             },
                         },
                     },
@@ -394,7 +395,13 @@ INFER_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["inputs"],
                     "properties": {
-                        "id": {"type": ["string", "null"]},
+                        "id": {
+                            "type": ["string", "null"],
+                            "maxLength": MAX_ID - 2,
+                            "description": "your request id; its rows are logged as "
+                            f"<id>:<row> (at most {MAX_ID} characters), printable, no comma, "
+                            "not starting with '~' (else 422); none: a generated one",
+                        },
                         "parameters": _PARAMETERS,
                         "inputs": {
                             "type": "array",

@@ -11,6 +11,7 @@ import orjson
 
 from modelloop.service.body import ascii_digits
 from modelloop.service.errors import BadRequest, Unprocessable
+from modelloop.service.ids import check_prediction_id
 from modelloop.service.inputs import MAX_STRING
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -265,8 +266,11 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     rid = body.get("id")
     if rid is not None and type(rid) is not str:
         raise Unprocessable('"id" must be a string')
+    if rid:  # "" is no id, as for stock clients
+        # Logged as `<id>:<row>`: the limit holds for the longest of those.
+        check_prediction_id(rid, '"id"', suffix=1 + len(str(rows - 1)))
     return InferRequest(
-        id=rid,
+        id=rid or None,
         inputs=inputs,
         rows=rows,
         outputs=requested,

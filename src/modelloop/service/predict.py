@@ -14,6 +14,7 @@ import orjson
 from modelloop.service import oip
 from modelloop.service.body import ascii_digits, check_content_type, parse_json
 from modelloop.service.errors import NotFound, PayloadTooLarge, ServiceError, Unprocessable
+from modelloop.service.ids import check_prediction_id
 from modelloop.service.models import Slot
 from modelloop.service.served import Outputs, ServedModel
 from modelloop.service.state import Service
@@ -60,8 +61,7 @@ def _instances(body: Any, max_instances: int) -> tuple[list[Any], list[str] | No
     if type(ids) is not list or len(ids) != len(instances):
         raise Unprocessable('"ids" must be a list with one id per instance')
     for i, pid in enumerate(ids):
-        if type(pid) is not str or not 0 < len(pid) <= 128:
-            raise Unprocessable(f"ids[{i}] must be a string of 1 to 128 characters")
+        check_prediction_id(pid, f"ids[{i}]")
     if len(set(ids)) != len(ids):
         raise Unprocessable('"ids" must be unique within a request')
     return instances, ids
@@ -235,7 +235,7 @@ class Predictor:
             version_label = served.version_label
             columns = _columns(served, req)
             outputs = await slot.batcher.predict(columns, req.rows)
-            rid = req.id or self.service.ids.take(1)[0]
+            rid = req.id or self.service.ids.request()
             ids = [f"{rid}:{i}" for i in range(req.rows)]
             now = time.time()
             latency = (time.perf_counter() - start) * 1000.0
