@@ -41,7 +41,8 @@ _ERROR_TEXT = {
     404: "no such model, version or job",
     409: "nothing to roll back to",
     413: "body over MODELLOOP_MAX_BODY_BYTES, or more rows than MODELLOOP_MAX_INSTANCES",
-    415: "body is not JSON",
+    415: "a body not declared JSON (for OIP infer: or binary tensors, or no type from a "
+    "client that is not a browser)",
     422: "well-formed but not valid: the message names the field (or feature and row)",
     503: "not ready: no version serving yet, a version that does not load, draining, or the "
     "database unavailable",
@@ -452,6 +453,7 @@ INFER_RESPONSES = responses(
     400,
     404,
     413,
+    415,
     422,
     503,
     body=InferResponse,

@@ -11,6 +11,7 @@ import logging
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelloop.service.body import check_content_type, has_body
 from modelloop.service.errors import PayloadTooLarge, ServiceError
 from modelloop.service.predict import Predictor, Reply
 
@@ -53,6 +54,7 @@ class FastPath:
             return
         kind, model, version = route
         ctype = header_length = length = None
+        chunked = browser = False
         for key, value in scope["headers"]:
             if key == b"content-type":
                 ctype = value.decode("latin-1")
@@ -60,14 +62,27 @@ class FastPath:
                 length = value
             elif key == b"inference-header-content-length":
                 header_length = value.decode("latin-1")
+            elif key == b"transfer-encoding":
+                chunked = True
+            elif key == b"origin" or key == b"sec-fetch-mode":
+                browser = True
         try:
-            if length is not None and (not length.isdigit() or int(length) > self.limit):
+            if length is not None and (
+                len(length) > 19 or not length.isdigit() or int(length) > self.limit
+            ):
                 raise PayloadTooLarge(
                     f"request body is larger than the limit of {self.limit} bytes"
                 )
+            check_content_type(
+                ctype,
+                has_body=has_body(length, chunked),
+                infer=kind == "infer",
+                header_length=header_length is not None,
+                browser=browser,
+            )
             body = await self._body(receive)
             if kind == "predict":
-                reply = await self.predictor.v1(model, version, body, ctype)
+                reply = await self.predictor.v1(model, version, body)
             else:
                 reply = await self.predictor.infer(model, version, body, header_length)
             status = 200

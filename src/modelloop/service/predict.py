@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 
 from modelloop.service import oip
-from modelloop.service.body import ascii_digits, check_content_type, parse_json
+from modelloop.service.body import ascii_digits, parse_json
 from modelloop.service.errors import NotFound, PayloadTooLarge, ServiceError, Unprocessable
 from modelloop.service.ids import check_prediction_id
 from modelloop.service.models import Slot
@@ -173,14 +173,11 @@ class Predictor:
         self.requests.labels(label, version, endpoint, str(code)).inc()
         self.seconds.labels(label, endpoint).observe(time.perf_counter() - start)
 
-    async def v1(
-        self, model: str, version: str | None, raw: bytes, content_type: str | None
-    ) -> Reply:
+    async def v1(self, model: str, version: str | None, raw: bytes) -> Reply:
         start = time.perf_counter()
         endpoint = "predict" if version is None else "predict_version"
         code, version_label = 500, ""
         try:
-            check_content_type(content_type)
             instances, ids = _instances(parse_json(raw), self.settings.max_instances)
             slot = await self._slot(model, version, v1=True)
             served = slot.served
