@@ -18,6 +18,10 @@ from modelloop.service.predict import Predictor, Reply
 log = logging.getLogger("modelloop.service")
 
 
+class ClientGone(Exception):
+    """The client left (or was timed out, see connections.py) before its body arrived."""
+
+
 def match(path: str) -> tuple[str, str, str | None] | None:
     """(kind, model, version) for a prediction route, else None."""
     parts = path.split("/")
@@ -86,6 +90,8 @@ class FastPath:
             else:
                 reply = await self.predictor.infer(model, version, body, header_length)
             status = 200
+        except ClientGone:
+            return  # nobody to answer
         except ServiceError as e:
             status, reply = e.status, Reply(orjson.dumps({"error": e.message}))
         except Exception:
@@ -107,7 +113,7 @@ class FastPath:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
