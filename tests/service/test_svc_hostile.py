@@ -3,10 +3,24 @@
 import json
 import math
 import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import ADMIN_TOKEN, MODEL, TestClient, assert_error, oip_inputs, row
+from service_helpers import (
+    ADMIN_TOKEN,
+    MODEL,
+    TestClient,
+    assert_error,
+    oip_inputs,
+    publish_corrupt,
+    row,
+    sample_sum,
+)
+
+from modelloop.store.registry import Registry
 
 
 def post(client: TestClient, raw: bytes, path: str = f"/v1/models/{MODEL}/predict") -> Any:
@@ -202,3 +216,36 @@ def test_infer_bytes_over_the_categorical_limit_are_422(client: TestClient) -> N
     assert _binary_infer(client, "é".encode() * 10_000).status_code == 200
     assert_error(_binary_infer(client, b"x" * 10_001), 422, "region", "10000")
     assert_error(_binary_infer(client, b"x" * 50_000), 422, "region", "10000")
+
+
+def test_a_corrupt_version_is_not_reread_on_every_request(make_client: Any, home: Path) -> None:
+    """Its model.onnx was read and hashed again for each request naming it; the failure is
+    now remembered for a poll interval (then the files are read again)."""
+    poll = 1.5
+    client = make_client(poll_interval=poll)
+    registry = Registry(home / "registry")
+    version = publish_corrupt(registry)
+    path = f"/v1/models/{MODEL}/versions/{version}/predict"
+    body = {"instances": [row(1)]}
+
+    def failures() -> float:
+        return sample_sum(client.get("/metrics").text, "modelloop_model_load_failures_total")
+
+    first = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:  # at once: they wait for one load
+        replies = list(pool.map(lambda _: client.post(path, json=body), range(16)))
+    for r in replies:
+        assert_error(r, 503, "sha256")
+    assert failures() == 1
+    # Repaired meanwhile: still the remembered failure, until the poll interval is over.
+    good = registry.onnx_bytes(MODEL, 1)
+    (registry.version_dir(MODEL, version) / "model.onnx").write_bytes(good)
+    for _ in range(10):
+        assert_error(client.post(path, json=body), 503, "sha256")
+    assert time.monotonic() - first < poll
+    assert failures() == 1
+    time.sleep(poll - (time.monotonic() - first) + 0.1)
+    r = client.post(path, json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == version
+    assert failures() == 1
