@@ -1,7 +1,11 @@
 """The Open Inference Protocol v2 routes and /metrics, in process."""
 
+import json
+import math
+import re
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,6 +18,7 @@ from service_helpers import (
     label_values,
     metric_families,
     oip_inputs,
+    predictions_in_db,
     row,
     sample_sum,
 )
@@ -75,6 +80,53 @@ def test_json_infer_matches_v1_predict(client: TestClient) -> None:
         assert out["label"]["data"][i] == p["label"]
         assert proba[2 * i] == pytest.approx(p["probabilities"]["no"], abs=1e-6)
         assert proba[2 * i + 1] == pytest.approx(p["probabilities"]["yes"], abs=1e-6)
+
+
+def test_generated_request_ids_are_random_and_rows_are_logged_under_them(
+    new_client: Callable[..., TestClient], home: Path
+) -> None:
+    with new_client() as client:
+        bodies = [
+            client.post(INFER, json={"inputs": oip_inputs([row(i) for i in range(3)])}).json()
+            for _ in range(2)
+        ]
+    rids = [b["id"] for b in bodies]
+    for body in bodies:
+        assert re.fullmatch(r"~[A-Za-z0-9_-]{22}", body["id"]), body["id"]
+        rid = body["id"]
+        assert body["parameters"]["prediction_ids"] == f"{rid}:0,{rid}:1,{rid}:2"
+    assert rids[0] != rids[1]
+    logged = {p["id"] for p in predictions_in_db(home)}
+    assert logged == {f"{rid}:{i}" for rid in rids for i in range(3)}
+
+
+@pytest.mark.parametrize(
+    ("rid", "rows", "status"),
+    [
+        ("x" * 126, 1, 200),  # logged as x…x:0, 128 characters
+        ("x" * 127, 1, 422),
+        ("x" * 126, 10, 200),  # the last row is x…x:9
+        ("x" * 126, 11, 422),  # x…x:10 is 129
+        ("", 1, 200),  # no id: a generated one
+        ("~mine", 1, 422),
+        ("a,b", 1, 422),
+        ("a\tb", 1, 422),
+    ],
+)
+def test_request_id_follows_the_id_rule_including_the_row_suffix(
+    client: TestClient, rid: str, rows: int, status: int
+) -> None:
+    r = client.post(INFER, json={"id": rid, "inputs": oip_inputs([row(i) for i in range(rows)])})
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert_error(r, 422, '"id"')
+
+
+def test_lone_surrogate_request_id_is_422(client: TestClient) -> None:
+    """JSON holding NaN goes to the stdlib parser, which takes "\\ud800"."""
+    raw = json.dumps({"id": "\ud800", "inputs": oip_inputs([dict(row(1), age=math.nan)])})
+    r = client.post(INFER, content=raw.encode(), headers={"content-type": "application/json"})
+    assert_error(r, 422, '"id"', "control")
 
 
 def test_json_infer_with_nested_data_and_nulls_as_nan(client: TestClient) -> None:

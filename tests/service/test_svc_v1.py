@@ -1,6 +1,8 @@
 """The v1 JSON API in process: predict, input checks, errors, feedback, model descriptions."""
 
+import base64
 import math
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from service_helpers import (
     assert_error,
     assert_prediction,
     oip_inputs,
+    predictions_in_db,
     row,
 )
 
@@ -22,14 +25,6 @@ from modelloop.store.database import open_database
 from modelloop.store.predictions import PredictionLog
 
 PREDICT = f"/v1/models/{MODEL}/predict"
-
-
-def predictions_in_db(home: Path) -> list[dict[str, Any]]:
-    db = open_database(f"sqlite:///{home / 'modelloop.db'}")
-    try:
-        return PredictionLog(db).read_since(MODEL, 0, 100_000)
-    finally:
-        db.dispose()
 
 
 # -- predict ---------------------------------------------------------------------------------
@@ -97,6 +92,53 @@ def test_caller_ids_are_returned_and_logged(
 def test_bad_caller_ids_are_422(client: TestClient, ids: Any, words: list[str]) -> None:
     r = client.post(PREDICT, json={"instances": [row(0), row(1)], "ids": ids})
     assert_error(r, 422, *words)
+
+
+GENERATED_ID = re.compile(r"~([A-Za-z0-9_-]{22}):([0-9]+)")
+
+
+def test_generated_ids_are_a_random_token_per_request_and_the_row(client: TestClient) -> None:
+    """Nobody can name the ids of a request that has not happened yet: 16 random bytes."""
+    tokens = []
+    for n in (3, 1, 2):
+        preds = client.post(PREDICT, json={"instances": [row(i) for i in range(n)]}).json()
+        matches = [GENERATED_ID.fullmatch(p["id"]) for p in preds["predictions"]]
+        assert all(matches), preds
+        assert [int(m[2]) for m in matches if m] == list(range(n))
+        assert len({m[1] for m in matches if m}) == 1  # one token for the request
+        token = matches[0][1] if matches[0] else ""
+        assert len(base64.urlsafe_b64decode(token + "==")) == 16
+        tokens.append(token)
+    assert len(set(tokens)) == 3
+
+
+@pytest.mark.parametrize(
+    ("pid", "words"),
+    [
+        ("~claimed:0", ["ids[1]", "'~'"]),
+        ("~", ["ids[1]", "'~'"]),
+        ("a,b", ["ids[1]", "comma"]),
+        ("a\x00b", ["ids[1]", "control"]),
+        ("line\nbreak", ["ids[1]", "control"]),
+        ("zero\u200bwidth", ["ids[1]", "control"]),
+        ("\x7f", ["ids[1]", "control"]),
+        ("x" * 129, ["ids[1]", "128"]),
+    ],
+    ids=["generated prefix", "marker alone", "comma", "NUL", "newline", "format", "DEL", "long"],
+)
+def test_caller_ids_outside_the_id_rule_are_422(
+    client: TestClient, pid: str, words: list[str]
+) -> None:
+    """Caller ids live in their own namespace: never one a generated id could take."""
+    r = client.post(PREDICT, json={"instances": [row(0), row(1)], "ids": ["ok-1", pid]})
+    assert_error(r, 422, *words)
+
+
+def test_caller_ids_within_the_rule_are_taken(client: TestClient) -> None:
+    ids = ["x" * 128, "order 17/ä-😀", "a~b", "-1:3"]
+    r = client.post(PREDICT, json={"instances": [row(i) for i in range(4)], "ids": ids})
+    assert r.status_code == 200, r.text
+    assert [p["id"] for p in r.json()["predictions"]] == ids
 
 
 def test_nulls_go_to_the_imputer(client: TestClient) -> None:

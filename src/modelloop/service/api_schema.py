@@ -18,11 +18,12 @@ from pydantic import (
     StrictStr,
 )
 
+from modelloop.service.ids import MAX_ID
 from modelloop.service.inputs import FLOAT32_MAX, MAX_STRING
 from modelloop.service.oip import NUMPY_OF
+from modelloop.service.versions import MAX_VERSION, MAX_VERSION_DIGITS, parse_version
 
 MODEL_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
-MAX_ID = 128  # characters in one prediction id
 
 
 class _Strict(BaseModel):
@@ -40,7 +41,8 @@ _ERROR_TEXT = {
     404: "no such model, version or job",
     409: "nothing to roll back to",
     413: "body over MODELLOOP_MAX_BODY_BYTES, or more rows than MODELLOOP_MAX_INSTANCES",
-    415: "body is not JSON",
+    415: "a body not declared JSON (for OIP infer: or binary tensors, or no type from a "
+    "client that is not a browser)",
     422: "well-formed but not valid: the message names the field (or feature and row)",
     503: "not ready: no version serving yet, a version that does not load, draining, the "
     "database unavailable, or the prediction log full and not writable (see Retry-After)",
@@ -87,15 +89,34 @@ ModelName = Annotated[
         json_schema_extra={"pattern": MODEL_NAME_PATTERN},
     ),
 ]
+
+
+def _version(value: Any) -> Any:
+    """A version segment as `parse_version` reads it (Python's `int` would take '٣' as 3 and
+    fail with a 500 on 5,000 digits)."""
+    if isinstance(value, str):
+        number = parse_version(value)
+        if number is None:
+            raise ValueError(f"must be a version number of at most {MAX_VERSION_DIGITS} digits")
+        return number
+    return value
+
+
 Version = Annotated[
-    int, Path(description="version number", examples=[1], json_schema_extra={"minimum": 1})
+    int,
+    BeforeValidator(_version),
+    Path(
+        description="version number",
+        examples=[1],
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION},
+    ),
 ]
 OipVersion = Annotated[
     str,
     Path(
         description="version number (a string in the Open Inference Protocol)",
         examples=["1"],
-        json_schema_extra={"pattern": "^[0-9]+$"},
+        json_schema_extra={"pattern": f"^[0-9]{{1,{MAX_VERSION_DIGITS}}}$"},
     ),
 ]
 
@@ -150,8 +171,9 @@ def predict_body(max_instances: int) -> dict[str, Any]:
                                 "maxItems": max_instances,
                                 "uniqueItems": True,
                                 "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
-                                "description": "your own prediction ids, one per instance "
-                                "(else 422)",
+                                "description": "your own prediction ids, one per instance: "
+                                "printable (no control characters), no comma, not starting "
+                                "with '~' (generated ids do), unique (else 422)",
                             },
                         },
                     },
@@ -253,7 +275,9 @@ WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_number)]
 
 
 class PromoteRequest(_Strict):
-    version: WholeNumber = Field(ge=1, description="the version to load and activate")
+    version: WholeNumber = Field(
+        ge=1, le=MAX_VERSION, description="the version to load and activate"
+    )
     reason: StrictStr = Field(default="promoted through the admin API", max_length=1000)
 
 
@@ -373,7 +397,13 @@ INFER_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["inputs"],
                     "properties": {
-                        "id": {"type": ["string", "null"]},
+                        "id": {
+                            "type": ["string", "null"],
+                            "maxLength": MAX_ID - 2,
+                            "description": "your request id; its rows are logged as "
+                            f"<id>:<row> (at most {MAX_ID} characters), printable, no comma, "
+                            "not starting with '~' (else 422); none: a generated one",
+                        },
                         "parameters": _PARAMETERS,
                         "inputs": {
                             "type": "array",
@@ -424,6 +454,7 @@ INFER_RESPONSES = responses(
     400,
     404,
     413,
+    415,
     422,
     503,
     body=InferResponse,

@@ -5,12 +5,27 @@ right after every request already parsed in this turn of the event loop has join
 requests merge, and a lone request adds no wait. `max_wait` can add a short wait on purpose.
 Small batches run on the event loop (a thread hop costs more than the call); large ones run in
 a worker thread so the loop keeps accepting requests.
+
+A request fails alone: input is checked before it joins, but if a merged call still fails,
+each request's rows are run again by themselves, so only the request ONNX Runtime refuses
+gets an error. On a version that passed its smoke test that refusal is about the input: 422.
 """
 
 import asyncio
+import logging
 from typing import Any
 
-from modelloop.service.served import Outputs, ServedModel
+from modelloop.service.errors import Unprocessable
+from modelloop.service.served import Outputs, ScoringFailed, ServedModel
+
+log = logging.getLogger("modelloop.service")
+
+Pending = list[tuple[list[list[Any]], int, "asyncio.Future[Outputs]"]]
+Result = Outputs | BaseException
+
+
+def _refused(error: ScoringFailed) -> Unprocessable:
+    return Unprocessable(f"the model cannot score this input: {error}")
 
 
 class Batcher:
@@ -27,7 +42,7 @@ class Batcher:
         self.max_wait = max_wait
         self.inline_rows = inline_rows
         self.enabled = enabled
-        self._pending: list[tuple[list[list[Any]], int, asyncio.Future[Outputs]]] = []
+        self._pending: Pending = []
         self._pending_rows = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
 
@@ -49,9 +64,12 @@ class Batcher:
         return await future
 
     async def _run(self, columns: list[list[Any]], rows: int) -> Outputs:
-        if rows <= self.inline_rows:
-            return self.served.run(columns, rows)
-        return await asyncio.to_thread(self.served.run, columns, rows)
+        try:
+            if rows <= self.inline_rows:
+                return self.served.run(columns, rows)
+            return await asyncio.to_thread(self.served.run, columns, rows)
+        except ScoringFailed as e:
+            raise _refused(e) from None
 
     def _flush(self) -> None:
         if self._scheduled is not None:
@@ -61,49 +79,65 @@ class Batcher:
         rows, self._pending_rows = self._pending_rows, 0
         if not pending:
             return
-        if len(pending) == 1:
-            columns = pending[0][0]
-        else:
-            columns = [[] for _ in pending[0][0]]
-            for cols, _, _ in pending:
-                for merged, col in zip(columns, cols, strict=True):
-                    merged.extend(col)
         if rows <= self.inline_rows:
             try:
-                outputs = self.served.run(columns, rows)
-            except Exception as e:
-                for _, _, fut in pending:
-                    if not fut.done():
-                        fut.set_exception(e)
-                return
-            self._resolve(pending, outputs)
+                results = self._score(pending, rows)
+            except Exception as e:  # not the input's fault: every request gets it
+                results = [e] * len(pending)
+            self._resolve(pending, results)
         else:
-            task = asyncio.ensure_future(asyncio.to_thread(self.served.run, columns, rows))
+            task = asyncio.ensure_future(asyncio.to_thread(self._score, pending, rows))
             task.add_done_callback(lambda t: self._resolved_from(t, pending))
 
-    def _resolved_from(
-        self,
-        task: "asyncio.Future[Outputs]",
-        pending: list[tuple[list[list[Any]], int, asyncio.Future[Outputs]]],
-    ) -> None:
-        error = task.exception()
-        if error is not None:
+    def _score(self, pending: Pending, rows: int) -> list[Result]:
+        """Each request's outputs, or the error of the request ONNX Runtime refuses."""
+        if len(pending) == 1:
+            try:
+                return [self.served.run(pending[0][0], rows)]
+            except ScoringFailed as e:
+                return [_refused(e)]
+        columns: list[list[Any]] = [[] for _ in pending[0][0]]
+        for cols, _, _ in pending:
+            for merged, col in zip(columns, cols, strict=True):
+                merged.extend(col)
+        try:
+            outputs = self.served.run(columns, rows)
+        except ScoringFailed as e:
+            log.warning(
+                "model %s v%d: a batch of %d requests failed (%s); scoring each alone",
+                self.served.name,
+                self.served.version,
+                len(pending),
+                e,
+            )
+            return [self._alone(cols, n) for cols, n, _ in pending]
+        results: list[Result] = []
+        start = 0
+        for _, n, _ in pending:
+            results.append(outputs.slice(start, start + n))
+            start += n
+        return results
+
+    def _alone(self, columns: list[list[Any]], rows: int) -> Result:
+        try:
+            return self.served.run(columns, rows)
+        except ScoringFailed as e:
+            return _refused(e)
+
+    def _resolved_from(self, task: "asyncio.Future[list[Result]]", pending: Pending) -> None:
+        if task.cancelled():
             for _, _, fut in pending:
-                if not fut.done():
-                    fut.set_exception(error)
+                fut.cancel()
             return
-        self._resolve(pending, task.result())
+        error = task.exception()
+        self._resolve(pending, [error] * len(pending) if error is not None else task.result())
 
     @staticmethod
-    def _resolve(
-        pending: list[tuple[list[list[Any]], int, asyncio.Future[Outputs]]], outputs: Outputs
-    ) -> None:
-        if len(pending) == 1:
-            if not pending[0][2].done():
-                pending[0][2].set_result(outputs)
-            return
-        start = 0
-        for _, n, fut in pending:
-            if not fut.done():
-                fut.set_result(outputs.slice(start, start + n))
-            start += n
+    def _resolve(pending: Pending, results: list[Result]) -> None:
+        for (_, _, fut), result in zip(pending, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)

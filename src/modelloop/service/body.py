@@ -1,4 +1,5 @@
-"""Reading request bodies: a size limit before anything is read, and JSON parsed with orjson."""
+"""Reading request bodies: a declared type and a size limit before anything is read, and JSON
+parsed with orjson."""
 
 from typing import Any
 
@@ -9,7 +10,9 @@ from modelloop.service.errors import BadRequest, PayloadTooLarge, UnsupportedMed
 
 
 class BodyLimit:
-    """Answer 413 to bodies over `limit` bytes: by Content-Length up front, or while streaming."""
+    """For the routes behind the fast path: answer 415 to a body that is not declared JSON
+    (`check_content_type`), and 413 to bodies over `limit` bytes, by Content-Length up front
+    or while streaming."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -19,13 +22,33 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = None
+        length = ctype = None
+        chunked = browser = header_length = False
         for key, value in scope["headers"]:
             if key == b"content-length":
                 length = value
-                break
+            elif key == b"content-type":
+                ctype = value.decode("latin-1")
+            elif key == b"transfer-encoding":
+                chunked = True
+            elif key == b"origin" or key == b"sec-fetch-mode":
+                browser = True
+            elif key == b"inference-header-content-length":
+                header_length = True
+        path = scope["path"]
+        try:
+            check_content_type(
+                ctype,
+                has_body=has_body(length, chunked),
+                infer=path.startswith("/v2/") and path.endswith("/infer"),
+                header_length=header_length,
+                browser=browser,
+            )
+        except UnsupportedMediaType as e:
+            await _error(send, 415, e.message)
+            return
         if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
+            if len(length) > 19 or not length.isdigit() or int(length) > self.limit:
                 await _too_large(send, self.limit)
                 return
             await self.app(scope, receive, send)
@@ -64,18 +87,18 @@ class BodyLimit:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = orjson.dumps({"error": f"request body is larger than the limit of {limit} bytes"})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    await _error(send, 413, f"request body is larger than the limit of {limit} bytes", close=True)
+
+
+async def _error(send: Send, status: int, message: str, close: bool = False) -> None:
+    body = orjson.dumps({"error": message})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -85,15 +108,42 @@ def ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def check_content_type(ctype: str | None) -> None:
-    """JSON bodies may come with no content type or a JSON one; anything else is a 415."""
-    if ctype is None:
+def check_content_type(
+    ctype: str | None,
+    *,
+    has_body: bool,
+    infer: bool = False,
+    header_length: bool = False,
+    browser: bool = False,
+) -> None:
+    """A body must say it is JSON (`application/json` or `*/*+json`), or, on OIP infer,
+    binary tensors (`application/octet-stream` with Inference-Header-Content-Length); else 415.
+
+    A browser posts `text/plain` (or a form) cross-site without a CORS preflight, so a body
+    of another type, or of none, could be a page's doing. Stock tritonclient sends infer
+    bodies with no content type at all: accepted on infer only from a client that is not a
+    browser, i.e. sends neither `Origin` nor `Sec-Fetch-Mode` (browsers add them to every
+    cross-origin POST). No body, nothing to smuggle: any type, or none, is fine."""
+    if not has_body:
         return
+    if ctype is None:
+        if infer and not browser:
+            return
+        raise UnsupportedMediaType("a request body needs a content type; send application/json")
     media = ctype.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"content type {media!r} is not supported; send application/json"
-        )
+    if media == "application/json" or media.endswith("+json"):
+        return
+    if infer and header_length and media == "application/octet-stream":
+        return
+    raise UnsupportedMediaType(
+        f"content type {media[:100]!r} is not supported; send application/json"
+        + (" (or application/octet-stream with Inference-Header-Content-Length)" if infer else "")
+    )
+
+
+def has_body(length: bytes | None, chunked: bool) -> bool:
+    """Whether a request has a body, from its Content-Length and Transfer-Encoding."""
+    return chunked or (length is not None and length.strip(b"0") != b"")
 
 
 def parse_json(raw: bytes) -> Any:

@@ -11,11 +11,15 @@ import logging
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelloop.service.body import ascii_digits
+from modelloop.service.body import check_content_type, has_body
 from modelloop.service.errors import PayloadTooLarge, ServiceError
 from modelloop.service.predict import Predictor, Reply
 
 log = logging.getLogger("modelloop.service")
+
+
+class ClientGone(Exception):
+    """The client left (or was timed out, see connections.py) before its body arrived."""
 
 
 def match(path: str) -> tuple[str, str, str | None] | None:
@@ -33,7 +37,7 @@ def match(path: str) -> tuple[str, str, str | None] | None:
         return None
     if n == 5:
         return kind, parts[3], None
-    if parts[4] != "versions" or not ascii_digits(parts[5]):
+    if parts[4] != "versions":
         return None
     return kind, parts[3], parts[5]
 
@@ -54,6 +58,7 @@ class FastPath:
             return
         kind, model, version = route
         ctype = header_length = length = None
+        chunked = browser = False
         for key, value in scope["headers"]:
             if key == b"content-type":
                 ctype = value.decode("latin-1")
@@ -61,19 +66,32 @@ class FastPath:
                 length = value
             elif key == b"inference-header-content-length":
                 header_length = value.decode("latin-1")
+            elif key == b"transfer-encoding":
+                chunked = True
+            elif key == b"origin" or key == b"sec-fetch-mode":
+                browser = True
         try:
-            if length is not None and (not length.isdigit() or int(length) > self.limit):
+            if length is not None and (
+                len(length) > 19 or not length.isdigit() or int(length) > self.limit
+            ):
                 raise PayloadTooLarge(
                     f"request body is larger than the limit of {self.limit} bytes"
                 )
+            check_content_type(
+                ctype,
+                has_body=has_body(length, chunked),
+                infer=kind == "infer",
+                header_length=header_length is not None,
+                browser=browser,
+            )
             body = await self._body(receive)
             if kind == "predict":
-                reply = await self.predictor.v1(
-                    model, None if version is None else int(version), body, ctype
-                )
+                reply = await self.predictor.v1(model, version, body)
             else:
                 reply = await self.predictor.infer(model, version, body, header_length)
             status = 200
+        except ClientGone:
+            return  # nobody to answer
         except ServiceError as e:
             status, reply = (
                 e.status,
@@ -98,7 +116,7 @@ class FastPath:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:

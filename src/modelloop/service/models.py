@@ -6,6 +6,7 @@ replaced. Requests already holding the old `ServedModel` finish on it.
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -38,6 +39,10 @@ class ModelManager:
         self.active: dict[str, Slot] = {}
         self._others: OrderedDict[tuple[str, int], Slot] = OrderedDict()
         self._failed: dict[str, int] = {}  # model -> version that failed to load last time
+        # (model, version) not active -> (until when, why) it failed to load: a corrupt version
+        # is not read and hashed again on every request that names it.
+        self._load_failed: dict[tuple[str, int], tuple[float, str]] = {}
+        self._loading: dict[tuple[str, int], asyncio.Future[Slot]] = {}
         self._lock = asyncio.Lock()
 
     def _slot(self, served: ServedModel) -> Slot:
@@ -143,6 +148,7 @@ class ModelManager:
         if cached is not None:
             self._others.move_to_end(key)
             return cached
+        self._check_failed(key)
         try:
             check_model_name(model)
         except InvalidModelName as e:
@@ -151,9 +157,38 @@ class ModelManager:
             if not self.registry.exists(model):
                 raise NotFound(f"model {model!r} not found")
             raise NotFound(f"model {model!r} has no version {version}")
+        # Again: it may have loaded, or failed to, while the versions were listed.
+        cached = self._others.get(key)
+        if cached is not None:
+            return cached
+        self._check_failed(key)
+        # Requests for one version while it loads wait for that one load.
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_other(model, version))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda task: self._loaded(key, task))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, key: tuple[str, int], task: "asyncio.Future[Slot]") -> None:
+        self._loading.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved, even if every request waiting for it has gone
+
+    def _check_failed(self, key: tuple[str, int]) -> None:
+        failed = self._load_failed.get(key)
+        if failed is not None:
+            if time.monotonic() < failed[0]:
+                raise Unavailable(failed[1])
+            del self._load_failed[key]
+
+    async def _load_other(self, model: str, version: int) -> Slot:
+        key = (model, version)
         try:
             served = await self.load_checked(model, version)
         except LoadFailed as e:
+            # Remembered for a poll interval: files replaced meanwhile are read after it.
+            self._load_failed[key] = (time.monotonic() + self.settings.poll_interval, str(e))
             raise Unavailable(str(e)) from None
         slot = self._slot(served)
         self._others[key] = slot

@@ -11,6 +11,8 @@ import orjson
 
 from modelloop.service.body import ascii_digits
 from modelloop.service.errors import BadRequest, Unprocessable
+from modelloop.service.ids import check_prediction_id
+from modelloop.service.inputs import MAX_STRING
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -53,7 +55,7 @@ class InferRequest:
     binary_all: bool
 
 
-def _bytes_elements(raw: bytes, count: int | None) -> list[str]:
+def _bytes_elements(name: str, raw: bytes, count: int | None) -> list[str]:
     out: list[str] = []
     pos = 0
     while pos < len(raw):
@@ -63,11 +65,46 @@ def _bytes_elements(raw: bytes, count: int | None) -> list[str]:
         pos += 4
         if pos + n > len(raw):
             raise BadRequest("BYTES tensor data is truncated")
-        out.append(raw[pos : pos + n].decode("utf-8", errors="replace"))
+        if n > 4 * MAX_STRING:  # more bytes than MAX_STRING characters can take in UTF-8
+            raise _too_long(name, len(out))
+        try:
+            out.append(raw[pos : pos + n].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _not_utf8(name, len(out)) from None
         pos += n
     if count is not None and len(out) != count:
         raise Unprocessable(f"BYTES tensor holds {len(out)} elements, its shape says {count}")
+    check_strings(name, out)
     return out
+
+
+def _too_long(name: str, index: int) -> Unprocessable:
+    return Unprocessable(f"input {name!r}: element {index} is longer than {MAX_STRING} characters")
+
+
+def _not_utf8(name: str, index: int) -> Unprocessable:
+    return Unprocessable(f"input {name!r}: element {index} is not valid UTF-8")
+
+
+def check_strings(name: str, values: list[str]) -> None:
+    """BYTES values as the v1 API takes categories: valid UTF-8 (JSON parsed by the stdlib
+    lets a lone surrogate such as "\\ud800" through, and ONNX Runtime then fails the whole
+    merged batch on it) and at most MAX_STRING characters. One pass over the joined values in
+    C; a Python loop only to name the culprit."""
+    joined = "".join(values)
+    if not joined.isascii():  # O(1): a flag of the string (surrogates are not ASCII)
+        try:
+            joined.encode("utf-8")
+        except UnicodeEncodeError:
+            for i, v in enumerate(values):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _not_utf8(name, i) from None
+    if len(joined) > MAX_STRING:
+        for i, v in enumerate(values):
+            if len(v) > MAX_STRING:
+                raise _too_long(name, i)
 
 
 def encode_bytes(values: list[str]) -> bytes:
@@ -133,7 +170,12 @@ def _lenient_json(raw: bytes, error: Exception) -> Any:
 def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     binary = b""
     if header_length is not None:
-        if not ascii_digits(header_length) or int(header_length) > len(raw):
+        # Digits counted before `int` reads them (it refuses more than 4,300: a 500).
+        if (
+            len(header_length) > 19
+            or not ascii_digits(header_length)
+            or int(header_length) > len(raw)
+        ):
             raise BadRequest(f"{HEADER_LENGTH} must be the JSON header's byte length")
         json_part, binary = raw[: int(header_length)], raw[int(header_length) :]
     else:
@@ -166,7 +208,7 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
             chunk = binary[offset : offset + size]
             offset += size
             if dtype == "BYTES":
-                arr = np.array(_bytes_elements(chunk, count), dtype=object)
+                arr = np.array(_bytes_elements(name, chunk, count), dtype=object)
             else:
                 itemsize = np.dtype(NUMPY_OF[dtype]).itemsize
                 if size != count * itemsize:
@@ -185,6 +227,7 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
             if dtype == "BYTES":
                 if not all(type(v) is str for v in values):
                     raise Unprocessable(f"input {name!r}: BYTES data must be strings")
+                check_strings(name, values)
                 arr = np.array(values, dtype=object)
             else:
                 if not all(type(v) in (int, float) for v in values):
@@ -223,8 +266,11 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     rid = body.get("id")
     if rid is not None and type(rid) is not str:
         raise Unprocessable('"id" must be a string')
+    if rid:  # "" is no id, as for stock clients
+        # Logged as `<id>:<row>`: the limit holds for the longest of those.
+        check_prediction_id(rid, '"id"', suffix=1 + len(str(rows - 1)))
     return InferRequest(
-        id=rid,
+        id=rid or None,
         inputs=inputs,
         rows=rows,
         outputs=requested,

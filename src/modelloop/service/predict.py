@@ -12,11 +12,13 @@ import numpy as np
 import orjson
 
 from modelloop.service import oip
-from modelloop.service.body import ascii_digits, check_content_type, parse_json
+from modelloop.service.body import ascii_digits, parse_json
 from modelloop.service.errors import NotFound, PayloadTooLarge, ServiceError, Unprocessable
+from modelloop.service.ids import check_prediction_id
 from modelloop.service.models import Slot
 from modelloop.service.served import Outputs, ServedModel
 from modelloop.service.state import Service
+from modelloop.service.versions import parse_version, shown
 from modelloop.store.predictions import LogRow
 
 JSON = "application/json"
@@ -59,8 +61,7 @@ def _instances(body: Any, max_instances: int) -> tuple[list[Any], list[str] | No
     if type(ids) is not list or len(ids) != len(instances):
         raise Unprocessable('"ids" must be a list with one id per instance')
     for i, pid in enumerate(ids):
-        if type(pid) is not str or not 0 < len(pid) <= 128:
-            raise Unprocessable(f"ids[{i}] must be a string of 1 to 128 characters")
+        check_prediction_id(pid, f"ids[{i}]")
     if len(set(ids)) != len(ids):
         raise Unprocessable('"ids" must be unique within a request')
     return instances, ids
@@ -157,30 +158,28 @@ class Predictor:
         self.requests = service.metrics.requests
         self.seconds = service.metrics.request_seconds
 
-    async def _slot(self, model: str, version: int | str | None) -> Slot:
+    async def _slot(self, model: str, version: str | None, v1: bool = False) -> Slot:
         if version is None:
             return self.service.models.get(model)
-        if isinstance(version, str):
-            if not ascii_digits(version):
-                raise NotFound(f"model {model!r} has no version {version!r}")
-            version = int(version)
-        return await self.service.models.get_version(model, version)
+        number = parse_version(version)
+        if number is None:
+            if v1 and not ascii_digits(version):  # v1 versions are integers
+                raise Unprocessable(f"version {shown(version)} is not a version number")
+            raise NotFound(f"model {model!r} has no version {shown(version)}")
+        return await self.service.models.get_version(model, number)
 
     def _count(self, model: str, version: str, endpoint: str, code: int, start: float) -> None:
         label = metric_model(self.service, model)
         self.requests.labels(label, version, endpoint, str(code)).inc()
         self.seconds.labels(label, endpoint).observe(time.perf_counter() - start)
 
-    async def v1(
-        self, model: str, version: int | None, raw: bytes, content_type: str | None
-    ) -> Reply:
+    async def v1(self, model: str, version: str | None, raw: bytes) -> Reply:
         start = time.perf_counter()
         endpoint = "predict" if version is None else "predict_version"
         code, version_label = 500, ""
         try:
-            check_content_type(content_type)
             instances, ids = _instances(parse_json(raw), self.settings.max_instances)
-            slot = await self._slot(model, version)
+            slot = await self._slot(model, version, v1=True)
             served = slot.served
             version_label = served.version_label
             columns = served.schema.columns(instances)
@@ -233,7 +232,7 @@ class Predictor:
             version_label = served.version_label
             columns = _columns(served, req)
             outputs = await slot.batcher.predict(columns, req.rows)
-            rid = req.id or self.service.ids.take(1)[0]
+            rid = req.id or self.service.ids.request()
             ids = [f"{rid}:{i}" for i in range(req.rows)]
             now = time.time()
             latency = (time.perf_counter() - start) * 1000.0

@@ -55,7 +55,15 @@ def admin_router(service: Service) -> APIRouter:
         status_code=202,
         summary="Queue a retrain job",
         responses=schema.responses(
-            *guarded, 400, 404, 413, 422, ok=202, body=schema.JobOut, text="the job (new or queued)"
+            *guarded,
+            400,
+            404,
+            413,
+            415,
+            422,
+            ok=202,
+            body=schema.JobOut,
+            text="the job (new or queued)",
         ),
     )
     async def retrain(
@@ -105,7 +113,7 @@ def admin_router(service: Service) -> APIRouter:
     @router.post(
         "/models/{model}/promote",
         summary="Load, smoke-test and activate a version",
-        responses=schema.responses(*guarded, 400, 404, 413, 422, body=schema.SwapResult),
+        responses=schema.responses(*guarded, 400, 404, 413, 415, 422, body=schema.SwapResult),
     )
     async def promote(
         model: schema.ModelName, body: schema.PromoteRequest, actor: str = Depends(authorise)
@@ -139,7 +147,7 @@ def admin_router(service: Service) -> APIRouter:
     @router.post(
         "/models/{model}/rollback",
         summary="Return to the previously active version",
-        responses=schema.responses(*guarded, 400, 404, 409, 413, 422, body=schema.SwapResult),
+        responses=schema.responses(*guarded, 400, 404, 409, 413, 415, 422, body=schema.SwapResult),
     )
     async def rollback(
         model: schema.ModelName,

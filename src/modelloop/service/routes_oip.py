@@ -8,7 +8,6 @@ from fastapi.responses import Response
 import modelloop
 from modelloop.service import api_schema as schema
 from modelloop.service import oip
-from modelloop.service.body import ascii_digits
 from modelloop.service.errors import (
     NotFound,
     Unavailable,
@@ -18,6 +17,7 @@ from modelloop.service.predict import Predictor
 from modelloop.service.routes_v1 import json_response
 from modelloop.service.served import ServedModel
 from modelloop.service.state import Service
+from modelloop.service.versions import parse_version, shown
 
 
 def _metadata(served: ServedModel, versions: list[int]) -> dict[str, Any]:
@@ -88,9 +88,10 @@ def oip_router(service: Service, predictor: Predictor) -> APIRouter:
         return service.models.get(model)
 
     async def slot_for_version(model: str, version: str) -> Slot:
-        if not ascii_digits(version):
-            raise NotFound(f"model {model!r} has no version {version!r}")
-        return await service.models.get_version(model, int(version))
+        number = parse_version(version)
+        if number is None:
+            raise NotFound(f"model {model!r} has no version {shown(version)}")
+        return await service.models.get_version(model, number)
 
     metadata_responses = schema.responses(404, 503, body=schema.ModelMetadata)
     ready_responses = schema.responses(404, 503, body=schema.ModelReady)

@@ -47,9 +47,7 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         responses=predict_responses,
     )
     async def predict(model: schema.ModelName, request: Request) -> Response:
-        reply = await predictor.v1(
-            model, None, await request.body(), request.headers.get("content-type")
-        )
+        reply = await predictor.v1(model, None, await request.body())
         return Response(reply.body, media_type=reply.media_type)
 
     @router.post(
@@ -62,9 +60,7 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
     async def predict_version(
         model: schema.ModelName, version: schema.Version, request: Request
     ) -> Response:
-        reply = await predictor.v1(
-            model, version, await request.body(), request.headers.get("content-type")
-        )
+        reply = await predictor.v1(model, str(version), await request.body())
         return Response(reply.body, media_type=reply.media_type)
 
     @router.post(
@@ -72,7 +68,7 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         tags=["feedback"],
         summary="Ground truth for predictions",
         response_model=schema.FeedbackResult,
-        responses=schema.responses(400, 413, 422, 503, body=schema.FeedbackResult),
+        responses=schema.responses(400, 413, 415, 422, 503, body=schema.FeedbackResult),
     )
     async def feedback(body: schema.FeedbackRequest) -> schema.FeedbackResult:
         await service.log.written()

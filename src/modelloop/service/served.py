@@ -11,6 +11,11 @@ from modelloop.service.loading import LoadedVersion
 from modelloop.service.metrics import ServiceMetrics
 
 
+class ScoringFailed(Exception):
+    """ONNX Runtime refused to score these rows (its errors are untyped, so any error of the
+    run is this one, with the first line of the runtime's message)."""
+
+
 @dataclass
 class Outputs:
     """Predictions for a run of rows: labels and probabilities, or values."""
@@ -62,7 +67,11 @@ class ServedModel:
         return list(result)
 
     def run(self, columns: list[list[Any]], rows: int) -> Outputs:
-        result = self.run_feeds(self.feeds(columns), rows)
+        try:
+            result = self.run_feeds(self.feeds(columns), rows)
+        except Exception as e:
+            text = str(e).strip()
+            raise ScoringFailed(text.splitlines()[0][:300] if text else type(e).__name__) from e
         if self.classification:
             return Outputs(result[0].ravel().tolist(), result[1].tolist())
         return Outputs(result[0].ravel().tolist(), None)

@@ -1,13 +1,17 @@
 """Run the service under uvicorn (uvloop + httptools), one process; SIGTERM drains it."""
 
+import asyncio
+import contextlib
 import logging
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
 from modelloop.service.app import create_app
+from modelloop.service.connections import protocol_class, sweep_forever
 from modelloop.service.settings import ServiceSettings
 from modelloop.service.state import Service
 
@@ -16,9 +20,28 @@ class DrainingServer(uvicorn.Server):
     """On SIGTERM or SIGINT, readiness goes false at once; uvicorn then stops accepting,
     lets in-flight requests finish, and the app's lifespan flushes the prediction log."""
 
-    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+    def __init__(self, config: uvicorn.Config, service: Service, body_timeout: float) -> None:
         super().__init__(config)
         self.service = service
+        self.body_timeout = body_timeout
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self._sweeper = asyncio.create_task(
+            sweep_forever(self.server_state.connections, self.body_timeout)
+        )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Keeps sweeping while uvicorn waits for connections to close: a request that never
+        # finishes arriving does not hold the stop up for the graceful timeout.
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.service.draining = True
@@ -40,14 +63,15 @@ def build(settings: ServiceSettings) -> tuple[FastAPI, DrainingServer]:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(settings.body_timeout_seconds),
+        limit_concurrency=settings.max_connections,
         lifespan="on",
         access_log=False,
         log_level="info",
         timeout_graceful_shutdown=30,
         timeout_keep_alive=30,
     )
-    return app, DrainingServer(config, app.state.service)
+    return app, DrainingServer(config, app.state.service, settings.body_timeout_seconds)
 
 
 def serve(settings: ServiceSettings) -> None:

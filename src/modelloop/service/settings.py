@@ -13,6 +13,18 @@ class ServiceSettings(StoreSettings):
         default=2.0, gt=0, description="seconds between checks of the registry's active pointers"
     )
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="larger bodies get 413")
+    max_connections: int = Field(
+        default=1000,
+        gt=0,
+        description="open connections served at once; requests on more get 503 (keep it under "
+        "the process's open-file limit)",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest a request may take to arrive, headers and body, from its first "
+        "byte (or the connection's opening); slower ones get 408 and the connection is closed",
+    )
     max_instances: int = Field(default=1000, gt=0, description="more rows in one request get 413")
     batching: bool = Field(
         default=True, description="merge concurrent requests' rows into one ONNX call"

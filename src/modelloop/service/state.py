@@ -1,8 +1,8 @@
 """Everything the routes share, built once by `create_app` and passed to each router."""
 
-import secrets
 from dataclasses import dataclass, field
 
+from modelloop.service.ids import IdMaker
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.models import ModelManager
@@ -12,20 +12,6 @@ from modelloop.store.events import Events
 from modelloop.store.jobs import JobQueue
 from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
-
-
-class IdMaker:
-    """Prediction ids: a random prefix per process and a counter (unique, cheap)."""
-
-    def __init__(self) -> None:
-        self.prefix = secrets.token_hex(6)
-        self._next = 1
-
-    def take(self, n: int) -> list[str]:
-        p = self.prefix
-        start = self._next
-        self._next = start + n
-        return [f"{p}-{i:x}" for i in range(start, start + n)]
 
 
 @dataclass
