@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 
 from modelloop.store.settings import StoreSettings
@@ -34,6 +36,17 @@ class MonitorSettings(StoreSettings):
     )
     min_labels: int = Field(
         default=200, gt=0, description="labelled predictions needed to judge live performance"
+    )
+    estimate_multiplier: float = Field(
+        default=3.0,
+        gt=0,
+        description="an estimated (label-free) drop of the primary metric counts when larger "
+        "than max(performance_margin, this many standard errors at the window's size)",
+    )
+    drift_retrain: Literal["always", "unless_benign"] = Field(
+        default="always",
+        description="always: persisting drift asks for a retrain; unless_benign: not while the "
+        "estimated performance holds (benign drift)",
     )
     live_rows: int = Field(
         default=1000,

@@ -1,0 +1,64 @@
+"""What a version ships for the monitor's label-free estimates: the calibration map and the
+fine score bins of a classifier (CBPE), or the error model of a regression (DLE)."""
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelloop.store.metadata import Estimation, ReferenceProfile
+from modelloop.training.calibration import calibrate
+from modelloop.training.error_model import fit_error_model
+from modelloop.training.prepare import Splits
+
+AUC_BINS = 200  # quantile bins of each scored class's probability, for the estimated ROC AUC
+HELD_OUT = "the validation split, predicted by the model fitted on the training split only"
+
+
+def _true_index(y: pd.Series, classes: list[Any]) -> np.ndarray:
+    index = {str(c): i for i, c in enumerate(classes)}
+    return np.array([index[str(v)] for v in y], dtype=np.int64)
+
+
+def auc_edges(proba: np.ndarray, bins: int = AUC_BINS) -> list[list[float]]:
+    """Quantile edges of each scored class's probability (class 1 only for two classes)."""
+    scored = [1] if proba.shape[1] == 2 else list(range(proba.shape[1]))
+    out = []
+    for c in scored:
+        qs = np.unique(np.quantile(proba[:, c], np.linspace(0, 1, bins + 1)[1:-1]))
+        out.append(qs[qs > proba[:, c].min()].tolist())
+    return out
+
+
+def build_estimation(
+    pipeline: Any,
+    held_out: Any,
+    splits: Splits,
+    x_fit: pd.DataFrame,
+    reference: ReferenceProfile,
+) -> Estimation:
+    """`pipeline` is the served model, `held_out` the same parameters fitted on the training
+    split only: the calibration map and the error model are fitted on its validation-split
+    predictions (data it never saw) and judged on the served model's test split."""
+    if hasattr(pipeline, "predict_proba"):
+        classes = pipeline.classes_.tolist()
+        cal, figures = calibrate(
+            np.asarray(held_out.predict_proba(splits.x_val), dtype=np.float64),
+            _true_index(splits.y_val, classes),
+            np.asarray(pipeline.predict_proba(splits.x_test), dtype=np.float64),
+            _true_index(splits.y_test, classes),
+            HELD_OUT,
+        )
+        edges = auc_edges(np.asarray(pipeline.predict_proba(x_fit), dtype=np.float64))
+        return Estimation(calibration=cal, calibration_figures=figures, auc_edges=edges)
+    error_model = fit_error_model(
+        splits.x_val,
+        np.asarray(held_out.predict(splits.x_val), dtype=np.float64).ravel(),
+        splits.y_val.to_numpy(dtype=np.float64),
+        splits.x_test,
+        np.asarray(pipeline.predict(splits.x_test), dtype=np.float64).ravel(),
+        splits.y_test.to_numpy(dtype=np.float64),
+        reference,
+        HELD_OUT,
+    )
+    return Estimation(error_model=error_model)
