@@ -103,17 +103,18 @@ def on_window(state: RuleState, drifted: bool, config: RuleConfig) -> RuleState:
 def wants_retrain(
     state: RuleState, perf_reason: str | None, config: RuleConfig | None = None
 ) -> str | None:
-    """The reason to ask for a retrain now, or None: drift (unless benign and the config says
-    so), live performance (labels are the truth), then the estimated performance."""
+    """The reason to ask for a retrain now, or None: live performance (labels are the truth),
+    then the estimated performance (it says the drift hurts), then drift (unless it is benign
+    and the config says so)."""
     config = config or RuleConfig()
     if state.state in ("retraining", "cooldown"):
         return None
-    if state.state == "drift" and not (config.drift_retrain == "unless_benign" and state.benign):
-        return "drift"
     if perf_reason is not None:
         return "performance"
     if state.estimated_windows >= config.persistence:
         return "estimated_performance"
+    if state.state == "drift" and not (config.drift_retrain == "unless_benign" and state.benign):
+        return "drift"
     return None
 
 

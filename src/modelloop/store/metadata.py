@@ -63,7 +63,9 @@ class CalibrationFigures(_Model):
     ece_after: float
     brier_before: float
     brier_after: float
-    applied: bool = Field(description="the map is applied (it lowered the ECE)")
+    applied: bool = Field(
+        description="the map is applied (it lowered the ECE and did not raise the Brier score)"
+    )
     fitted_on: str = Field(description="which data the map was fitted on")
 
 

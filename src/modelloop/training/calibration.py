@@ -76,18 +76,21 @@ def calibrate(
     fitted_on: str,
 ) -> tuple[CalibrationMap | None, CalibrationFigures]:
     """Fit a map on (`fit_proba`, `fit_true`), measure ECE and Brier on the test rows before
-    and after; the map is kept only where it lowers the test ECE (it is needed)."""
+    and after; the map is kept only where it is needed and helps: it lowers the test ECE without
+    raising the Brier score (a proper score: a map that flattens probabilities to cut the ECE
+    raises it, and would bias the estimates where the scores crowd, near the boundary)."""
     cal = fit_map(fit_proba, fit_true)
     after_proba = apply_map(cal, test_proba)
     ece_before = expected_calibration_error(test_proba, test_true)
     ece_after = expected_calibration_error(after_proba, test_true)
-    applied = ece_after < ece_before
+    brier_before, brier_after = brier(test_proba, test_true), brier(after_proba, test_true)
+    applied = ece_after < ece_before and brier_after <= brier_before
     figures = CalibrationFigures(
         rows=len(test_true),
         ece_before=ece_before,
         ece_after=ece_after,
-        brier_before=brier(test_proba, test_true),
-        brier_after=brier(after_proba, test_true),
+        brier_before=brier_before,
+        brier_after=brier_after,
         applied=applied,
         fitted_on=fitted_on,
     )
