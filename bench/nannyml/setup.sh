@@ -5,8 +5,9 @@
 #   VENV=/tmp/nannyml-venv bash bench/nannyml/setup.sh
 #   FORCE=1 bash bench/nannyml/setup.sh          # reinstall even if it looks complete
 #
-# NannyML 0.13 pins its own pandas/numpy/scikit-learn, so it lives in a venv of its own and is
-# never a dependency of modelloop. NannyML sends usage statistics unless
+# NannyML 0.13 brings its own pandas/numpy/scikit-learn (and lightgbm, FLAML, plotly...), so it
+# lives in a venv of its own and is never a dependency of modelloop. 0.13.1 imports statsmodels
+# without declaring it and predates pandas 3: both are installed here. NannyML sends usage statistics unless
 # NML_DISABLE_USAGE_LOGGING=1: the bench's runner sets it. When constraints.txt is missing (first
 # setup), installs the latest nannyml 0.13.x and writes constraints.txt from pip freeze.
 set -euo pipefail
@@ -33,7 +34,8 @@ if [ -f "$CONSTRAINTS" ]; then
     "${VPIP[@]}" install -q -r "$CONSTRAINTS"
   fi
 else
-  "${VPIP[@]}" install -q "nannyml>=0.13,<0.14"
+  # nannyml 0.13.1 imports statsmodels without declaring it, and was released before pandas 3
+  "${VPIP[@]}" install -q "nannyml>=0.13,<0.14" "pandas<3" statsmodels
   {
     echo "# pip freeze of the nannyml venv (written by setup.sh; delete to re-resolve)"
     "${VPIP[@]}" freeze --exclude-editable | grep -v '^-e '

@@ -114,6 +114,14 @@ def test_steady_traffic_stores_and_exports_an_estimate_close_to_the_realized(
     assert auc_se is not None
     assert 0 < auc_se < 0.02
     assert JobQueue(db).list(MODEL) == []
+    from modelloop.monitoring.report_page import render
+
+    html = render(MODEL, registry, db)
+    assert "Performance over time: estimated (no labels) and realized" in html
+    assert 'class="band"' in html  # the estimate's ±2 s.e. band, beside the live line
+    assert f"<td>accuracy</td><td>{value:.4f}</td><td>{stderr:.4f}</td>" in html
+    assert "<th>live (feedback)</th>" in html
+    assert "the estimated primary metric holds" in html
 
 
 def test_an_estimated_drop_asks_for_a_retrain_without_labels(
