@@ -226,3 +226,13 @@ def test_a_version_without_estimation_estimates_nothing(tmp_path: Path, churn: S
 
     meta = churn.meta.model_copy(update={"estimation": None})
     assert Estimator(meta).estimate(churn.window(synthetic.generate(100, 1))[0]) is None
+
+
+def test_a_concept_change_is_invisible_to_the_estimate(churn: Served) -> None:
+    """The documented blind spot: the labelling rule changes, the inputs do not; the estimate
+    holds while the realized accuracy collapses (only feedback can tell)."""
+    frame = synthetic.generate(5000, 45, synthetic.Shift(concept=1))
+    real = _realized(churn, frame, synthetic.TARGET)["accuracy"]
+    value, _ = _estimated(churn, frame)["accuracy"]
+    assert real < 0.4
+    assert value > 0.8

@@ -27,12 +27,16 @@ class MonitorSettings(StoreSettings):
         description="threshold = max(floor, multiplier x sampling noise at the window's size)",
     )
     persistence: int = Field(
-        default=2, ge=1, description="flagged windows in a row that make drift"
+        default=2,
+        ge=1,
+        description="flagged windows in a row that make drift (and estimated drops in a row "
+        "that ask for a retrain)",
     )
     performance_margin: float = Field(
         default=0.05,
         ge=0,
-        description="retrain when live performance is this much below the version's test metric",
+        description="retrain when live performance is this much below the version's test "
+        "metric (the estimated performance: this much and beyond its noise)",
     )
     min_labels: int = Field(
         default=200, gt=0, description="labelled predictions needed to judge live performance"
