@@ -112,15 +112,12 @@ def test_calibration_lowers_the_ece_of_an_overconfident_model() -> None:
     assert before_ece > 0.08
     assert after_ece < before_ece / 4
     assert brier(after, y[test]) < brier(proba[test], y[test])
-    kept, figures = calibrate(proba[fit], y[fit], proba[test], y[test], "the first half")
+    kept, figures = calibrate(proba, y, "all of it")
     assert kept is not None
     assert figures.applied
-    assert figures.ece_after == pytest.approx(after_ece)
-    # a calibrated model needs no map: the identity's ECE is not beaten on the Brier score
-    true_p = 1 / (1 + np.exp(-logit))
-    calibrated = np.stack([1 - true_p, true_p], axis=1)
-    _, figures = calibrate(calibrated[fit], y[fit], calibrated[test], y[test], "the first half")
-    assert figures.ece_before < 0.02
+    assert figures.ece_before > 0.08
+    assert figures.ece_after < figures.ece_before / 4  # cross-fitted: no row judges its own map
+    assert figures.brier_after < figures.brier_before
 
 
 def test_training_records_the_calibration_figures(churn: Served, classes3: Served) -> None:
@@ -129,11 +126,9 @@ def test_training_records_the_calibration_figures(churn: Served, classes3: Serve
         assert est is not None
         assert est.calibration_figures is not None
         fig = est.calibration_figures
-        assert fig.rows == served.meta.data.rows_test
+        assert fig.rows == served.meta.data.rows_test + served.meta.data.rows_validation
         assert fig.applied == (est.calibration is not None)
-        assert fig.applied == (
-            fig.ece_after < fig.ece_before and fig.brier_after <= fig.brier_before
-        )
+        assert fig.applied == (fig.ece_after < fig.ece_before)
         assert 0 <= fig.brier_after < 1
         assert 0 <= fig.ece_before < 0.2
         assert len(est.auc_edges) == (1 if len(served.meta.classes) == 2 else 3)

@@ -56,16 +56,15 @@ class CalibrationMap(_Model):
 
 class CalibrationFigures(_Model):
     """Expected calibration error (15 equal-width bins of the top-class probability) and Brier
-    score on the test split, before and after the calibration map."""
+    score on the held-out rows (`fitted_on`), before and after the calibration map (after:
+    two-fold cross-fitted, no row judged by a map that saw it)."""
 
     rows: int
     ece_before: float
     ece_after: float
     brier_before: float
     brier_after: float
-    applied: bool = Field(
-        description="the map is applied (it lowered the ECE and did not raise the Brier score)"
-    )
+    applied: bool = Field(description="the map is applied (it lowered the cross-fitted ECE)")
     fitted_on: str = Field(description="which data the map was fitted on")
 
 
