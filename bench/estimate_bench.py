@@ -49,6 +49,7 @@ from modelloop.training.prepare import split
 
 ROOT = Path(__file__).resolve().parent
 METRICS = ("accuracy", "f1", "roc_auc")
+REGRESSION_METRICS = ("mae", "rmse")
 
 
 @dataclass
@@ -65,15 +66,20 @@ class Served:
             if f.kind == "categorical":
                 x[f.name] = x[f.name].fillna("").astype(str)
         pred, proba = self.model.predict(x)
-        assert proba is not None
+        if proba is None:  # a regression: the values, twice
+            return pred, pred[:, None]
         return pred.astype(str), proba
 
     def window(self, frame: pd.DataFrame) -> tuple[Window, np.ndarray, np.ndarray, list[Any]]:
         pred, proba = self.predict(frame)
-        outs = [
-            {"label": lb, "probabilities": dict(zip(self.classes, map(float, p), strict=True))}
-            for lb, p in zip(pred, proba, strict=True)
-        ]
+        outs: list[dict[str, Any]] = (
+            [{"value": float(v)} for v in pred]
+            if not self.classes
+            else [
+                {"label": lb, "probabilities": dict(zip(self.classes, map(float, p), strict=True))}
+                for lb, p in zip(pred, proba, strict=True)
+            ]
+        )
         feats = [
             {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
             for rec in frame[self.meta.feature_names].to_dict("records")
@@ -113,12 +119,25 @@ def _three_classes(rows: int) -> pd.DataFrame:
     return frame
 
 
+def _hetero(rows: int, seed: int) -> pd.DataFrame:
+    """A regression whose noise grows with |x0| and at site b."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (rows, 3))
+    site = rng.choice(np.array(["a", "b"], dtype=object), rows, p=[0.7, 0.3])
+    noise = (0.5 + np.abs(x[:, 0]) + 1.0 * (site == "b")) * rng.normal(0, 1, rows)
+    y = 3 * x[:, 0] + 2 * np.sin(x[:, 1]) + x[:, 2] + noise
+    return pd.DataFrame({"x0": x[:, 0], "x1": x[:, 1], "x2": x[:, 2], "site": site, "y": y})
+
+
 THREE = _three_classes(200_000)
 THREE_TRAIN, THREE_POOL = THREE.iloc[:20_000], THREE.iloc[20_000:].reset_index(drop=True)
 
 
 def _realized(served: Served, y: np.ndarray, pred: np.ndarray, proba: np.ndarray) -> dict:
     classes = served.classes
+    if not classes:
+        err = y.astype(np.float64) - pred
+        return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
     if len(classes) == 2:
         f1 = skm.f1_score(y, pred, pos_label=classes[1], average="binary")
         auc = skm.roc_auc_score(y == classes[1], proba[:, 1])
@@ -130,6 +149,13 @@ def _realized(served: Served, y: np.ndarray, pred: np.ndarray, proba: np.ndarray
 
 def _ours(served: Served, est: dict) -> dict:
     m = est["metrics"]
+    if not served.classes:
+        return {
+            "mae": m["mae"][0],
+            "mae_stderr": m["mae"][1],
+            "rmse": m["rmse"][0],
+            "rmse_stderr": m["rmse"][1],
+        }
     f1 = est["per_class"][served.classes[1]]["f1"] if len(served.classes) == 2 else m["f1_macro"]
     return {
         "accuracy": m["accuracy"][0],
@@ -147,19 +173,42 @@ def _cost_us(served: Served, window: Window, outs: list[Any], repeat: int) -> tu
     for _ in range(repeat):
         served.estimator.estimate(window)
     estimate_us = 1e6 * (time.perf_counter() - started) / repeat
-    assert served.folder.scores is not None
+    if served.folder.scores is None:  # DLE reads the drift counts: nothing more to fold
+        return estimate_us, 0.0
     started = time.perf_counter()
     served.folder.scores.fold(outs)
     fold_us = 1e6 * (time.perf_counter() - started)
     return estimate_us, fold_us
 
 
+def _nannyml_frame(
+    served: Served, x: pd.DataFrame, pred: np.ndarray, proba: np.ndarray, y: np.ndarray
+) -> pd.DataFrame:
+    """What NannyML is given: probabilities (CBPE), or the features as numbers (DLE)."""
+    if served.classes:
+        cols = {f"p_{c}": proba[:, i] for i, c in enumerate(served.classes)}
+        return pd.DataFrame({**cols, "y_pred": pred, "y_true": y})
+    feats = {
+        f.name: x[f.name].to_numpy(dtype=np.float64)
+        for f in served.meta.features
+        if f.kind == "numeric"
+    }
+    for f in served.meta.features:
+        if f.kind == "categorical":
+            for c in f.categories[1:]:  # one-hot, the first category dropped
+                feats[f"{f.name}_{c}"] = (x[f.name].astype(str) == c).to_numpy(dtype=np.float64)
+    return pd.DataFrame({**feats, "y_pred": pred, "y_true": y})
+
+
 def build(registry: Registry, work: Path, rows: int) -> dict[str, tuple[Served, TrainRequest]]:
     csv = work / "three.csv"
     THREE_TRAIN.to_csv(csv, index=False)
+    hetero = work / "hetero.csv"
+    _hetero(20_000, 1).to_csv(hetero, index=False)
     requests = {
         "churn": TrainRequest(model="churn", rows=20_000),
         "three_classes": TrainRequest(model="three", data=csv, target="kind"),
+        "regression": TrainRequest(model="hetero", data=hetero, target="y", task="regression"),
     }
     out = {}
     for name, req in requests.items():
@@ -181,6 +230,17 @@ def scenarios(name: str, served: Served, rows: int, seed: int) -> dict[str, pd.D
             ),
             "covariate that hurts: towards the boundary": _resample(
                 pool, np.exp(-12 * np.abs(proba[:, 1] - 0.5)), rows, seed + 3
+            ),
+        }
+    if name == "regression":
+        pool = _hetero(200_000, seed + 21)
+        return {
+            "steady": _resample(pool, np.ones(len(pool)), rows, seed + 22),
+            "covariate: weight exp(0.5 |x0|) (noisier rows)": _resample(
+                pool, np.exp(0.5 * np.abs(pool["x0"].to_numpy())), rows, seed + 23
+            ),
+            "covariate: site b 30 % -> 60 % (noisier rows)": _resample(
+                pool, np.where(pool["site"] == "b", 3.5, 1.0), rows, seed + 24
             ),
         }
     pool = THREE_POOL
@@ -222,7 +282,11 @@ def main() -> None:
                 window, pred, proba, outs = served.window(part)
                 est = served.estimator.estimate(window)
                 assert est is not None
-                y = part[target].astype(str).to_numpy()
+                y = (
+                    part[target].to_numpy()
+                    if not served.classes
+                    else part[target].astype(str).to_numpy()
+                )
                 estimate_us, fold_us = _cost_us(served, window, outs, 200)
                 per.append(
                     {
@@ -235,9 +299,9 @@ def main() -> None:
                         "modelloop_fold_us": fold_us,
                     }
                 )
-                cols = {f"p_{c}": proba[:, i] for i, c in enumerate(served.classes)}
-                analysis.append(pd.DataFrame({**cols, "y_pred": pred, "y_true": y}))
+                analysis.append(_nannyml_frame(served, part, pred, proba, y))
         results["datasets"][name] = {
+            "metrics": list(METRICS if served.classes else REGRESSION_METRICS),
             "classes": served.classes,
             "estimator": served.meta.estimator,
             "calibration": served.meta.estimation.calibration_figures.model_dump()
@@ -250,11 +314,16 @@ def main() -> None:
         data = clean(raw.frame, raw.target, req.task, list(req.categorical), list(req.numeric))
         splits = split(data.frame, data.target, data.task, req.seed)
         pred, proba = served.predict(splits.x_test)
-        cols = {f"p_{c}": proba[:, i] for i, c in enumerate(served.classes)}
-        ref = pd.DataFrame({**cols, "y_pred": pred, "y_true": splits.y_test.astype(str).values})
+        y_test = splits.y_test.to_numpy() if not served.classes else splits.y_test.astype(str)
+        ref = _nannyml_frame(served, splits.x_test, pred, proba, np.asarray(y_test))
         ref.to_csv(work / f"{name}.reference.csv", index=False)
         pd.concat(analysis, ignore_index=True).to_csv(work / f"{name}.analysis.csv", index=False)
-        nml_specs[name] = {"classes": served.classes, "chunk": n}
+        nml_specs[name] = {
+            "classes": served.classes,
+            "chunk": n,
+            "task": served.meta.task,
+            "features": [c for c in ref.columns if c not in ("y_pred", "y_true")],
+        }
     (work / "datasets.json").write_text(json.dumps(nml_specs))
     if not args.no_nannyml:
         out = work / "nannyml.json"
@@ -303,7 +372,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         rows = {}
         for scenario, ws in by.items():
             row: dict[str, Any] = {}
-            for m in METRICS:
+            for m in ds["metrics"]:
                 real = np.array([w["realized"][m] for w in ws])
                 row[f"{m}_realized_mean"] = float(real.mean())
                 for who in ("modelloop", "nannyml"):
@@ -316,6 +385,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         est = np.array([w["modelloop_estimate_us"] for w in ds["windows"]])
         fold = np.array([w["modelloop_fold_us"] for w in ds["windows"]])
         out[name] = {
+            "method": "dle" if not ds["classes"] else "cbpe",
             "scenarios": rows,
             "modelloop_estimate_us_median": float(np.median(est)),
             "modelloop_fold_us_median": float(np.median(fold)),
@@ -327,11 +397,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 def print_table(results: dict[str, Any]) -> None:
     nml = "nannyml" in results
     for name, s in results["summary"].items():
+        metrics = results["datasets"][name]["metrics"]
         print(f"\n{name}: |estimate - realized|, mean (max) over the windows")
         head = f"{'scenario':<44} {'metric':<9} {'realized':>8} {'modelloop':>16}"
         print(head + (f" {'NannyML':>16}" if nml else ""))
         for scenario, row in s["scenarios"].items():
-            for m in METRICS:
+            for m in metrics:
                 line = (
                     f"{scenario:<44} {m:<9} {row[f'{m}_realized_mean']:8.4f} "
                     f"{row[f'{m}_modelloop_mae']:8.4f} ({row[f'{m}_modelloop_max']:.4f})"

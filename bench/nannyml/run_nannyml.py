@@ -5,8 +5,9 @@
 IN_DIR holds, per data set, `<name>.reference.csv` (the served model's test-split predictions
 with labels: what CBPE is fitted on) and `<name>.analysis.csv` (the traffic, in windows of
 `chunk` rows), and `datasets.json` (classes, problem type, chunk size). Writes per data set and
-window NannyML's estimate and sampling error of accuracy, F1 and ROC AUC, and the time of fit and
-estimate.
+window NannyML's estimate and sampling error of accuracy, F1 and ROC AUC (CBPE), or of MAE and
+RMSE (DLE, for a regression: the reference and analysis files then hold the features), and the
+time of fit and estimate.
 """
 
 import json
@@ -21,6 +22,44 @@ import nannyml as nml
 import pandas as pd
 
 METRICS = ["accuracy", "f1", "roc_auc"]
+REGRESSION_METRICS = ["mae", "rmse"]
+
+
+def run_dle(folder: Path, name: str, spec: dict) -> dict:
+    ref = pd.read_csv(folder / f"{name}.reference.csv")
+    ana = pd.read_csv(folder / f"{name}.analysis.csv")
+    est = nml.DLE(
+        feature_column_names=spec["features"],
+        y_pred="y_pred",
+        y_true="y_true",
+        metrics=REGRESSION_METRICS,
+        chunk_size=spec["chunk"],
+    )
+    started = time.perf_counter()
+    est.fit(ref)
+    fit_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result = est.estimate(ana.drop(columns=["y_true"]))
+    estimate_s = time.perf_counter() - started
+    return _windows(result, REGRESSION_METRICS, fit_s, estimate_s)
+
+
+def _windows(result: object, metrics: list[str], fit_s: float, estimate_s: float) -> dict:
+    df = result.filter(period="analysis").to_df()  # type: ignore[attr-defined]
+    windows = []
+    for i in range(len(df)):
+        start, end = df[("chunk", "start_index")].iloc[i], df[("chunk", "end_index")].iloc[i]
+        row = {"rows": int(end - start + 1)}
+        for m in metrics:
+            row[m] = float(df[(m, "value")].iloc[i])
+            row[f"{m}_stderr"] = float(df[(m, "sampling_error")].iloc[i])
+        windows.append(row)
+    return {
+        "windows": windows,
+        "fit_seconds": fit_s,
+        "estimate_seconds": estimate_s,
+        "estimate_ms_per_window": 1000 * estimate_s / max(len(windows), 1),
+    }
 
 
 def run(folder: Path, name: str, spec: dict) -> dict:
@@ -52,30 +91,16 @@ def run(folder: Path, name: str, spec: dict) -> dict:
     started = time.perf_counter()
     result = est.estimate(ana.drop(columns=["y_true"]))
     estimate_s = time.perf_counter() - started
-    df = result.filter(period="analysis").to_df()
-    windows = []
-    for i in range(len(df)):
-        row = {
-            "rows": int(
-                df[("chunk", "end_index")].iloc[i] - df[("chunk", "start_index")].iloc[i] + 1
-            )
-        }
-        for m in METRICS:
-            row[m] = float(df[(m, "value")].iloc[i])
-            row[f"{m}_stderr"] = float(df[(m, "sampling_error")].iloc[i])
-        windows.append(row)
-    return {
-        "windows": windows,
-        "fit_seconds": fit_s,
-        "estimate_seconds": estimate_s,
-        "estimate_ms_per_window": 1000 * estimate_s / max(len(windows), 1),
-    }
+    return _windows(result, METRICS, fit_s, estimate_s)
 
 
 def main() -> None:
     folder, out = Path(sys.argv[1]), Path(sys.argv[2])
     specs = json.loads((folder / "datasets.json").read_text())
-    results = {name: run(folder, name, spec) for name, spec in specs.items()}
+    results = {
+        name: (run_dle if spec.get("task") == "regression" else run)(folder, name, spec)
+        for name, spec in specs.items()
+    }
     results["_versions"] = {"nannyml": nml.__version__, "pandas": pd.__version__}
     out.write_text(json.dumps(results, indent=1))
 

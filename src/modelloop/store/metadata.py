@@ -80,8 +80,12 @@ class ErrorModel(_Model):
     sq_terms: dict[str, list[float]]
     kurtosis: float = Field(description="E[e^4] / E[e^2]^2 on held-out data, for RMSE noise")
     fitted_on: str
-    test_mae_error: float = Field(description="estimated - realized MAE on the test split")
-    test_rmse_error: float = Field(description="estimated - realized RMSE on the test split")
+    test_mae_error: float = Field(
+        description="estimated - realized MAE on the held-out rows, two-fold cross-fitted"
+    )
+    test_rmse_error: float = Field(
+        description="estimated - realized RMSE on the held-out rows, two-fold cross-fitted"
+    )
 
 
 class Estimation(_Model):
