@@ -33,6 +33,7 @@ from deploy_helpers import (
 ALERTS = {
     "ModelloopDriftDetected",
     "ModelloopLiveAccuracyLow",
+    "ModelloopEstimatedAccuracyLow",
     "ModelloopRetrainFailed",
     "ModelloopRetrainStuck",
     "ModelloopModelLoadFailure",

@@ -169,6 +169,11 @@ def test_a_concept_change_is_retrained_and_promoted_on_its_own(
     assert jobs[-1].status == "succeeded"
     assert jobs[-1].result is not None
     assert jobs[-1].result["promoted"] is True
+    # the job says what the trainer waited for: labels of predictions made since it was queued
+    waited = jobs[-1].result["labels"]
+    assert waited["since"] == pytest.approx(jobs[-1].created_at)
+    assert waited["waited_for"] > 0
+    assert waited["got"] > 0
 
 
 def test_the_report_page_renders_its_charts_in_a_browser(

@@ -29,9 +29,13 @@ def line_chart(
     width: int = 720,
     height: int = 240,
     y_label: str = "",
+    bands: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
 ) -> str:
-    """Lines over time (x: unix seconds), with vertical event markers and one reference line."""
+    """Lines over time (x: unix seconds), with vertical event markers and one reference line.
+    `bands`: for a series, (x, low, high) points shaded in its colour (an uncertainty band)."""
+    bands = bands or {}
     points = [p for s in series.values() for p in s]
+    points += [(x, v) for b in bands.values() for x, lo, hi in b for v in (lo, hi)]
     xs = [x for x, _ in points] + [x for x, _ in markers]
     ys = [y for _, y in points] + ([hline[0]] if hline else [])
     left, right, top, bottom = 48, width - 140, 28, height - 28
@@ -72,6 +76,18 @@ def line_chart(
         )
     for i, (name, pts) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
+        band = sorted(bands.get(name, ()))
+        if band:
+            upper = [(x, hi) for x, _, hi in band]
+            lower = [(x, lo) for x, lo, _ in reversed(band)]
+            outline = " ".join(
+                f"{_scale(x, x0, x1, left, right):.1f},{_scale(y, y0, y1, bottom, top):.1f}"
+                for x, y in [*upper, *lower]
+            )
+            parts.append(
+                f'<polygon points="{outline}" fill="{color}" fill-opacity="0.15" stroke="none" '
+                f'class="band"><title>{escape(name)}: ±2 standard errors</title></polygon>'
+            )
         if not pts:
             continue
         path = " ".join(

@@ -56,6 +56,18 @@ class MonitorMetrics:
             ["model", "version", "metric"],
             registry=registry,
         )
+        self.estimated = Gauge(
+            "modelloop_estimated_metric",
+            "metric estimated without labels on the last window (CBPE, DLE)",
+            ["model", "version", "metric"],
+            registry=registry,
+        )
+        self.estimated_stderr = Gauge(
+            "modelloop_estimated_metric_stderr",
+            "standard error of the estimated metric at the last window's size",
+            ["model", "version", "metric"],
+            registry=registry,
+        )
         self.baseline = Gauge(
             "modelloop_baseline_metric",
             "the version's metric on its test split",

@@ -1,5 +1,6 @@
-"""The drift report page: reference vs current distributions, drift scores over time, live
-performance over time with retrains and promotions marked. One self-contained HTML file."""
+"""The drift report page: reference vs current distributions, drift scores over time, the
+performance estimated without labels next to the realized one (from feedback) over time, with
+retrains and promotions marked. One self-contained HTML file."""
 
 import datetime as dt
 import time
@@ -54,6 +55,40 @@ def _distributions(ref: ReferenceProfile, window: dict[str, Any]) -> list[str]:
     return out
 
 
+def _estimate_table(rep: dict[str, Any], test: dict[str, float | None]) -> list[str]:
+    est = rep.get("estimate")
+    if not est:
+        return []
+    live = rep.get("live", {})
+    verdict = (
+        "benign drift: the inputs moved, the estimated performance held"
+        if rep.get("benign_drift")
+        else (
+            "the estimated primary metric fell beyond its noise"
+            if est.get("dropped")
+            else "the estimated primary metric holds"
+        )
+    )
+    out = [
+        f'<p class="meta">estimated without labels ({escape(str(est.get("method")))}): '
+        f"{escape(verdict)}</p>",
+        "<table><tr><th>metric</th><th>estimated</th><th>± s.e.</th><th>merged windows</th>"
+        "<th>live (feedback)</th><th>test split</th></tr>",
+    ]
+    merged = (est.get("merged") or {}).get("metrics", {})
+    for name, (value, stderr) in est["latest"]["metrics"].items():
+        m = merged.get(name)
+        lv, tv = live.get(name), test.get(name)
+        out.append(
+            f"<tr><td>{escape(name)}</td><td>{value:.4f}</td><td>{stderr:.4f}</td>"
+            f"<td>{'-' if m is None else f'{m[0]:.4f}'}</td>"
+            f"<td>{'-' if lv is None else f'{lv:.4f}'}</td>"
+            f"<td>{'-' if tv is None else f'{tv:.4f}'}</td></tr>"
+        )
+    out.append("</table>")
+    return out
+
+
 def render(model: str, registry: Registry, db: Database, history: int = 200) -> str:
     active = registry.active(model)
     reports = list(reversed(DriftReports(db).list(model, limit=history)))
@@ -86,6 +121,14 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
             f'<div class="meta">{escape(metric)}: test split '
             f"{meta.metrics.get(metric) or 0:.4f} · live {live_text}</div>"
         )
+        fig = meta.estimation.calibration_figures if meta.estimation else None
+        if fig is not None:
+            body.append(
+                f'<div class="meta">calibration on {fig.rows} test rows: ECE '
+                f"{fig.ece_before:.4f} → {fig.ece_after:.4f}, Brier {fig.brier_before:.4f} → "
+                f"{fig.brier_after:.4f} ({'map applied' if fig.applied else 'map not needed'})"
+                "</div>"
+            )
     # drift scores over time
     series: dict[str, list[tuple[float, float]]] = {}
     for r in reports:
@@ -98,7 +141,7 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
     body.append(
         line_chart("W1/std (numeric) and L-infinity (categorical) per window", series, marks)
     )
-    # live performance over time
+    # estimated and realized performance over time
     if meta is not None:
         metric = meta.primary_metric
         live_pts = [
@@ -106,14 +149,22 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
             for r in reports
             if r["report"].get("live", {}).get(metric) is not None
         ]
+        est_pts, band = [], []
+        for r in reports:
+            found = ((r["report"].get("estimate") or {}).get("latest") or {}).get("metrics", {})
+            if metric in found:
+                value, stderr = found[metric]
+                est_pts.append((r["window_end"], float(value)))
+                band.append((r["window_end"], value - 2 * stderr, value + 2 * stderr))
         baseline = meta.metrics.get(metric)
-        body.append("<h2>Live performance over time</h2>")
+        body.append("<h2>Performance over time: estimated (no labels) and realized</h2>")
         body.append(
             line_chart(
-                f"live {metric} (from feedback)",
-                {f"live {metric}": live_pts},
+                f"estimated {metric} per window (±2 s.e.) and live {metric} from feedback",
+                {f"estimated {metric}": est_pts, f"live {metric}": live_pts},
                 marks,
                 hline=(baseline, "test split") if baseline is not None else None,
+                bands={f"estimated {metric}": band},
             )
         )
     # latest window
@@ -127,6 +178,7 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
             f"{_when(latest['window_end'])}, version {latest['version']}: verdict "
             f"<b>{escape(latest['verdict'])}</b></p>"
         )
+        body.extend(_estimate_table(rep, meta.metrics))
         rows = [
             "<table><tr><th>feature</th><th>statistic</th><th>score</th>"
             "<th>threshold</th><th>missing</th><th>flag</th></tr>"

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 
 from modelloop.store.settings import StoreSettings
@@ -25,15 +27,30 @@ class MonitorSettings(StoreSettings):
         description="threshold = max(floor, multiplier x sampling noise at the window's size)",
     )
     persistence: int = Field(
-        default=2, ge=1, description="flagged windows in a row that make drift"
+        default=2,
+        ge=1,
+        description="flagged windows in a row that make drift (and estimated drops in a row "
+        "that ask for a retrain)",
     )
     performance_margin: float = Field(
         default=0.05,
         ge=0,
-        description="retrain when live performance is this much below the version's test metric",
+        description="retrain when live performance is this much below the version's test "
+        "metric (the estimated performance: this much and beyond its noise)",
     )
     min_labels: int = Field(
         default=200, gt=0, description="labelled predictions needed to judge live performance"
+    )
+    estimate_multiplier: float = Field(
+        default=3.0,
+        gt=0,
+        description="an estimated (label-free) drop of the primary metric counts when larger "
+        "than max(performance_margin, this many standard errors at the window's size)",
+    )
+    drift_retrain: Literal["always", "unless_benign"] = Field(
+        default="always",
+        description="always: persisting drift asks for a retrain; unless_benign: not while the "
+        "estimated performance holds (benign drift)",
     )
     live_rows: int = Field(
         default=1000,

@@ -1,8 +1,9 @@
 """Mergeable counts of traffic on a version's reference bins.
 
 A window holds, per feature, counts on the bins training fixed (plus missing and other), the
-prediction-score bins and the predicted-label counts. Two windows merge by adding counts, so a
-check costs the same whatever the number of rows behind it.
+prediction-score bins and the predicted-label counts (and, for a classifier whose version ships
+them, the sums its performance is estimated from: `estimate.aggregate`). Two windows merge by
+adding counts, so a check costs the same whatever the number of rows behind it.
 """
 
 import operator
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modelloop.monitoring.estimate.aggregate import ScoreCounts, ScoreFolder
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
 from modelloop.store.profile import categorical_bins, numeric_bins
 
@@ -30,6 +32,7 @@ class Window:
     rows: int = 0
     start: float = 0.0  # time of the first row
     end: float = 0.0  # time of the last row
+    scores: ScoreCounts | None = None  # a classifier's sums for the estimated metrics
 
     @classmethod
     def empty(cls, ref: ReferenceProfile) -> "Window":
@@ -54,6 +57,11 @@ class Window:
             return a[0] + b[0], a[1] + b[1], a[2] + b[2]
 
         starts = [w.start for w in (self, other) if w.rows]
+        scores = (
+            self.scores.merge(other.scores)
+            if self.scores is not None and other.scores is not None
+            else self.scores or other.scores
+        )
         return Window(
             numeric={f: add2(c, other.numeric[f]) for f, c in self.numeric.items()},
             categorical={f: add3(c, other.categorical[f]) for f, c in self.categorical.items()},
@@ -64,6 +72,7 @@ class Window:
             rows=self.rows + other.rows,
             start=min(starts) if starts else 0.0,
             end=max(self.end, other.end),
+            scores=scores,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +86,7 @@ class Window:
             "rows": self.rows,
             "start": self.start,
             "end": self.end,
+            "scores": None if self.scores is None else self.scores.to_dict(),
         }
 
     @classmethod
@@ -94,6 +104,7 @@ class Window:
             rows=int(d["rows"]),
             start=float(d["start"]),
             end=float(d["end"]),
+            scores=ScoreCounts.from_dict(d["scores"]) if d.get("scores") else None,
         )
 
 
@@ -106,6 +117,12 @@ class Folder:
         self.classes = [str(c) for c in meta.classes]
         self.binary = len(self.classes) == 2
         self.names = [*ref.numeric, *ref.categorical]
+        est = meta.estimation
+        self.scores: ScoreFolder | None = (
+            ScoreFolder(self.classes, est)
+            if meta.task == "classification" and est is not None and est.auc_edges
+            else None
+        )
         # every feature of a row in one C call (itemgetter of one name returns no tuple)
         self._getter: Callable[[Any], tuple[Any, ...]] | None = (
             operator.itemgetter(*self.names) if len(self.names) > 1 else None
@@ -148,6 +165,8 @@ class Folder:
             w.predicted = categorical_bins(
                 [str(o.get("label")) for o in outputs], self.ref.predicted.categories
             )
+        if self.scores is not None:
+            w.scores = self.scores.fold(outputs)
         w.rows = len(features)
         w.start, w.end = min(times), max(times)
         return w

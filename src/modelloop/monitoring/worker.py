@@ -26,6 +26,8 @@ from modelloop.monitoring.check import (
     calibrate_reference,
     check,
 )
+from modelloop.monitoring.estimate import judge
+from modelloop.monitoring.estimate.estimator import Estimator
 from modelloop.monitoring.live import live_metrics
 from modelloop.monitoring.metrics import MonitorMetrics
 from modelloop.monitoring.noise import NoiseCalibration
@@ -75,6 +77,7 @@ class Context:
     window: Window
     recent: collections.deque[Window]
     rule: rules.RuleState
+    estimator: Estimator
     live: dict[str, float] = field(default_factory=dict)
     live_labels: int = 0
     last_check: dict[str, Any] | None = None
@@ -102,6 +105,8 @@ class Monitor:
             performance_margin=settings.performance_margin,
             min_labels=settings.min_labels,
             cooldown_seconds=settings.cooldown_seconds,
+            estimate_multiplier=settings.estimate_multiplier,
+            drift_retrain=settings.drift_retrain,
         )
         self._report_written: dict[str, float] = {}
         self.retention = Retention(db, settings.retention_days * 86_400.0, settings.retention_rows)
@@ -160,6 +165,7 @@ class Monitor:
             window,
             recent,
             rule,
+            Estimator(meta),
         )
         self.metrics.active_version.labels(model).set(version)
         for metric, value in meta.metrics.items():
@@ -269,9 +275,19 @@ class Monitor:
         s = self.settings
         windows = [*ctx.recent, ctx.window] if s.merge_windows > 1 else [ctx.window]
         result = check(windows, ctx.ref, ctx.calibration, s.drift_multiplier, prepared=ctx.prepared)
+        estimate = (
+            judge.judge(ctx.estimator, windows, ctx.meta, self.rule_config)
+            if result.verdict != "not judged"
+            else None
+        )
         if result.verdict != "not judged":
-            ctx.rule = rules.on_window(ctx.rule, result.verdict == "drift", self.rule_config)
+            drifted = result.verdict == "drift"
+            ctx.rule = rules.on_window(ctx.rule, drifted, self.rule_config)
+            dropped = None if estimate is None else bool(estimate["dropped"])
+            ctx.rule = rules.on_estimate(ctx.rule, dropped, drifted, self.rule_config)
         report = result.as_dict()
+        report["estimate"] = estimate
+        report["benign_drift"] = ctx.rule.benign if result.verdict != "not judged" else False
         report["live"] = dict(ctx.live)
         report["live_labels"] = ctx.live_labels
         report["window"] = ctx.window.to_dict()
@@ -304,6 +320,12 @@ class Monitor:
 
     def _export(self, ctx: Context, result: CheckResult) -> None:
         m, model = self.metrics, ctx.model
+        estimate = (ctx.last_check or {}).get("estimate")
+        if estimate is not None:
+            version = str(ctx.version)
+            for metric, (value, stderr) in estimate["latest"]["metrics"].items():
+                m.estimated.labels(model, version, metric).set(value)
+                m.estimated_stderr.labels(model, version, metric).set(stderr)
         m.window_rows.labels(model).set(result.rows)
         m.drift_detected.labels(model).set(1.0 if result.verdict == "drift" else 0.0)
         flagged = set(result.flagged)
@@ -355,15 +377,24 @@ class Monitor:
         else:
             ctx.rule = rules.after_job(ctx.rule, None, now, self.rule_config)
         perf = self._performance_reason(ctx)
-        reason = rules.wants_retrain(ctx.rule, perf[0] if perf else None)
+        reason = rules.wants_retrain(ctx.rule, perf[0] if perf else None, self.rule_config)
         if reason is None:
             return
-        if reason == "drift":
+        numbers: dict[str, Any]
+        if reason == "estimated_performance":
+            text, numbers = judge.reason(
+                (ctx.last_check or {}).get("estimate") or {},
+                ctx.rule.estimated_windows,
+                ctx.version,
+                ctx.live_labels,
+                now,
+            )
+        elif reason == "drift":
             last = ctx.last_check or {}
             text = f"drift persisted over {ctx.rule.flagged_windows} windows: " + ", ".join(
                 last.get("flagged", [])
             )
-            numbers: dict[str, Any] = {
+            numbers = {
                 "flagged": last.get("flagged", []),
                 "scores": {
                     d["feature"]: {

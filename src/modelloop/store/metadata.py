@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Task = Literal["classification", "regression"]
 FeatureKind = Literal["numeric", "categorical"]
-Trigger = Literal["manual", "drift", "performance", "admin"]
+Trigger = Literal["manual", "drift", "performance", "estimated_performance", "admin"]
 Label = int | str
 
 
@@ -44,6 +44,62 @@ class Parity(_Model):
     max_rel_diff: float
 
 
+class CalibrationMap(_Model):
+    """Isotonic maps of the logged probabilities: class k's calibrated probability is
+    `interp(p_k, x[i], y[i])` for the i-th entry of `classes` (binary: class 1 only, class 0
+    is one minus it; more classes: every class, then the row renormalised)."""
+
+    classes: list[int] = Field(description="indices (into the model's classes) that are mapped")
+    x: list[list[float]]
+    y: list[list[float]]
+
+
+class CalibrationFigures(_Model):
+    """Expected calibration error (15 equal-width bins of the top-class probability) and Brier
+    score on the held-out rows (`fitted_on`), before and after the calibration map (after:
+    two-fold cross-fitted, no row judged by a map that saw it)."""
+
+    rows: int
+    ece_before: float
+    ece_after: float
+    brier_before: float
+    brier_after: float
+    applied: bool = Field(description="the map is applied (it lowered the cross-fitted ECE)")
+    fitted_on: str = Field(description="which data the map was fitted on")
+
+
+class ErrorModel(_Model):
+    """An additive model of a regression's error on the reference bins (DLE): for each feature
+    (and `prediction_score`) one coefficient per slot of the monitor's window counts (numeric:
+    bins, then missing; categorical: categories, other, missing). A window's expected |error|
+    is `abs_intercept + sum(coef . counts) / rows`, its expected squared error likewise."""
+
+    abs_intercept: float
+    sq_intercept: float
+    abs_terms: dict[str, list[float]]
+    sq_terms: dict[str, list[float]]
+    kurtosis: float = Field(description="E[e^4] / E[e^2]^2 on held-out data, for RMSE noise")
+    fitted_on: str
+    test_mae_error: float = Field(
+        description="estimated - realized MAE on the held-out rows, two-fold cross-fitted"
+    )
+    test_rmse_error: float = Field(
+        description="estimated - realized RMSE on the held-out rows, two-fold cross-fitted"
+    )
+
+
+class Estimation(_Model):
+    """What the monitor needs to estimate performance without labels."""
+
+    calibration: CalibrationMap | None = None
+    calibration_figures: CalibrationFigures | None = None
+    auc_edges: list[list[float]] = Field(
+        default_factory=list,
+        description="fine bins of each scored class's logged probability (binary: class 1)",
+    )
+    error_model: ErrorModel | None = None
+
+
 class ModelMetadata(_Model):
     name: str
     version: int
@@ -66,6 +122,7 @@ class ModelMetadata(_Model):
     created_at: float
     onnx_sha256: str
     reference_file: str = "reference.json"
+    estimation: Estimation | None = None
 
     @property
     def feature_names(self) -> list[str]:

@@ -24,6 +24,7 @@ from modelloop.store.registry import Registry
 from modelloop.training import evaluate
 from modelloop.training.clean import CleanData, clean
 from modelloop.training.data import RawData, load_builtin, load_csv
+from modelloop.training.estimation import build_estimation
 from modelloop.training.estimators import DEFAULT_ESTIMATOR, estimator_spec
 from modelloop.training.export import OnnxModel, check_parity, to_onnx
 from modelloop.training.prepare import Splits, preprocessor, split
@@ -56,6 +57,7 @@ class Fitted:
     pipeline: Pipeline
     params: dict[str, Any]
     validation: dict[str, float]  # params (as text) -> validation score
+    held_out: Pipeline | None = None  # the best params fitted on train only (never saw val)
 
 
 @dataclass
@@ -130,7 +132,7 @@ def fit(
     """
     spec = estimator_spec(estimator, data.task)
     metric = evaluate.PRIMARY[data.task]
-    best: tuple[float, dict[str, Any]] | None = None
+    best: tuple[float, dict[str, Any], Pipeline] | None = None
     scores: dict[str, float] = {}
     n_train = len(splits.x_train)
     for params in spec.grid:
@@ -146,7 +148,7 @@ def fit(
         assert value is not None
         scores[str(params)] = value
         if best is None or evaluate.is_better(metric, value, best[0]):
-            best = (value, params)
+            best = (value, params, pipe)
     assert best is not None
     final = Pipeline(
         [
@@ -157,7 +159,7 @@ def fit(
     x_all = pd.concat([splits.x_train, splits.x_val])
     y_all = pd.concat([splits.y_train, splits.y_val])
     final.fit(x_all, y_all, **({} if weights is None else {"estimator__sample_weight": weights}))
-    return Fitted(final, best[1], scores)
+    return Fitted(final, best[1], scores, best[2])
 
 
 def libraries() -> dict[str, str]:
@@ -278,6 +280,7 @@ def run_training(
         x_fit = pd.concat([splits.x_train, splits.x_val])
         y_fit = pd.concat([splits.y_train, splits.y_val])
         reference = build_reference(fitted.pipeline, x_fit, y_fit, data.features, data.task)
+        estimation = build_estimation(fitted.pipeline, fitted.held_out, splits, x_fit, reference)
         classes = fitted.pipeline.classes_.tolist() if data.task == "classification" else []
         meta = ModelMetadata(
             name=req.model,
@@ -315,6 +318,7 @@ def run_training(
             trigger=req.trigger,
             created_at=time.time(),
             onnx_sha256="",
+            estimation=estimation,
         )
         promote, why, champion = decide_promotion(
             registry, req.model, req.promote, data, splits, ev
@@ -325,4 +329,10 @@ def run_training(
         d.append(
             f"{req.model} v{published.version} {'promoted' if promote else 'not promoted'}: {why}"
         )
+        fig = estimation.calibration_figures
+        if fig is not None:
+            d.append(
+                f"calibration ECE {fig.ece_before:.3f} -> {fig.ece_after:.3f} "
+                f"({'applied' if fig.applied else 'not needed'})"
+            )
     return TrainResult(published, promote, why, ev, champion, stages.timings, fitted.pipeline)

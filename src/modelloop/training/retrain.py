@@ -33,6 +33,7 @@ from modelloop.training import evaluate
 from modelloop.training.clean import CleanData, clean
 from modelloop.training.data import RawData, load_builtin, load_csv
 from modelloop.training.errors import DataError
+from modelloop.training.estimation import build_estimation
 from modelloop.training.export import OnnxModel, check_parity, to_onnx
 from modelloop.training.pipeline import Progress, fit, libraries
 from modelloop.training.prepare import Splits, split
@@ -289,6 +290,7 @@ def retrain(
         ref_source = "the training data"
     y_ref = pd.concat([y_train, y_val], ignore_index=True)
     reference = build_reference(fitted.pipeline, ref_x, y_ref, champ.features, champ.task)
+    estimation = build_estimation(fitted.pipeline, fitted.held_out, splits, ref_x, reference)
     ev_test = _full_eval(champ, fitted.pipeline, bs.x_test, bs.y_test)
     meta = ModelMetadata(
         name=model,
@@ -324,6 +326,7 @@ def retrain(
         trigger=trigger,
         created_at=time.time(),
         onnx_sha256="",
+        estimation=estimation,
     )
     if ev_test is not None and new_recent is not None and stale:
         # The old test split no longer describes traffic: the version's baseline for live

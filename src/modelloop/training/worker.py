@@ -27,6 +27,11 @@ from modelloop.store.settings import StoreSettings
 from modelloop.training.errors import TrainingError
 from modelloop.training.retrain import RetrainConfig, retrain
 
+_TRIGGERS: dict[str, Trigger] = {
+    "drift": "drift",
+    "performance": "performance",
+    "estimated_performance": "estimated_performance",
+}
 log = logging.getLogger("modelloop.trainer")
 
 
@@ -139,13 +144,7 @@ class Trainer:
         try:
             fresh = self._wait_for_labels(job, stop or threading.Event())
             log.info("job %d: %d predictions labelled since it was queued", job.id, fresh)
-            trigger: Trigger = (
-                "drift"
-                if job.trigger == "drift"
-                else "performance"
-                if job.trigger == "performance"
-                else "admin"
-            )
+            trigger: Trigger = _TRIGGERS.get(job.trigger, "admin")
             # One training thread: the trainer shares the machine with the service and the
             # monitor, and HistGradientBoosting's threads fight them for the cores.
             with threadpool_limits(limits=1):
@@ -169,6 +168,11 @@ class Trainer:
         finally:
             done.set()
         result = {
+            "labels": {
+                "waited_for": self.settings.trainer_recent_rows,
+                "since": job.created_at,
+                "got": fresh,
+            },
             "version": outcome.metadata.version,
             "promoted": outcome.promoted,
             "decision": outcome.decision,

@@ -1,0 +1,151 @@
+"""Per-window sums from the logged probabilities that the CBPE estimates are computed from.
+
+For K classes a window keeps, after the version's calibration map:
+- `confusion[j, k]`: the sum over rows predicted j of the calibrated P(class k) (the expected
+  confusion matrix, rows predicted, columns true);
+- `variance`: the sum over rows of p(1 - p), p the calibrated probability of the predicted
+  class (the Bernoulli variance of the number of correct predictions);
+- for each scored class (class 1 of two, every class of more), the count of rows and the sum of
+  their calibrated P(class) in fine bins (fixed at training) of the logged probability.
+Windows merge by adding them, like the drift counts.
+"""
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelloop.store.metadata import CalibrationMap, Estimation
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass
+class ScoreCounts:
+    confusion: FloatArray  # (K, K)
+    variance: float
+    hist_rows: list[FloatArray]  # per scored class, rows per bin
+    hist_positive: list[FloatArray]  # per scored class, sum of calibrated P(class) per bin
+    rows: int = 0
+
+    def merge(self, other: "ScoreCounts") -> "ScoreCounts":
+        return ScoreCounts(
+            self.confusion + other.confusion,
+            self.variance + other.variance,
+            [a + b for a, b in zip(self.hist_rows, other.hist_rows, strict=True)],
+            [a + b for a, b in zip(self.hist_positive, other.hist_positive, strict=True)],
+            self.rows + other.rows,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "confusion": self.confusion.tolist(),
+            "variance": self.variance,
+            "hist_rows": [h.tolist() for h in self.hist_rows],
+            "hist_positive": [h.tolist() for h in self.hist_positive],
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScoreCounts":
+        def arr(x: Sequence[float]) -> FloatArray:
+            return np.asarray(x, dtype=np.float64)
+
+        return cls(
+            arr(d["confusion"]),
+            float(d["variance"]),
+            [arr(h) for h in d["hist_rows"]],
+            [arr(h) for h in d["hist_positive"]],
+            int(d["rows"]),
+        )
+
+
+def calibrate(cal: CalibrationMap | None, proba: FloatArray) -> FloatArray:
+    """The calibrated probabilities of rows of logged probabilities (numpy only)."""
+    if cal is None:
+        return proba
+    out = proba.copy()
+    for c, x, y in zip(cal.classes, cal.x, cal.y, strict=True):
+        out[:, c] = np.interp(proba[:, c], x, y)
+    if out.shape[1] == 2:
+        out[:, 0] = 1.0 - out[:, 1]
+    else:
+        out /= np.clip(out.sum(axis=1, keepdims=True), 1e-12, None)
+    return out
+
+
+class ScoreFolder:
+    """Folds logged outputs (label and probabilities) into `ScoreCounts`."""
+
+    def __init__(self, classes: Sequence[str], estimation: Estimation) -> None:
+        self.classes = list(classes)
+        self.k = len(self.classes)
+        self.index = {c: i for i, c in enumerate(self.classes)}
+        self.calibration = estimation.calibration
+        self.scored = [1] if self.k == 2 else list(range(self.k))
+        self.edges = [np.asarray(e, dtype=np.float64) for e in estimation.auc_edges]
+        if len(self.edges) != len(self.scored):
+            raise ValueError("the version's score bins do not match its classes")
+        self._get = operator.itemgetter(*self.classes)
+
+    def empty(self) -> ScoreCounts:
+        return ScoreCounts(
+            np.zeros((self.k, self.k)),
+            0.0,
+            [np.zeros(e.size + 1) for e in self.edges],
+            [np.zeros(e.size + 1) for e in self.edges],
+        )
+
+    def _matrix(self, outputs: Sequence[dict[str, Any]]) -> tuple[FloatArray, list[Any]]:
+        get = self._get
+        try:
+            rows = [get(o["probabilities"]) for o in outputs]
+            return np.asarray(rows, dtype=np.float64).reshape(-1, self.k), [
+                o.get("label") for o in outputs
+            ]
+        except (KeyError, TypeError, ValueError):  # a row without (all) probabilities
+            pass
+        kept, labels = [], []
+        for o in outputs:
+            p = o.get("probabilities")
+            if isinstance(p, dict):
+                try:
+                    kept.append([float(p[c]) for c in self.classes])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                labels.append(o.get("label"))
+        return np.asarray(kept, dtype=np.float64).reshape(-1, self.k), labels
+
+    def fold(self, outputs: Sequence[dict[str, Any]]) -> ScoreCounts:
+        raw, labels = self._matrix(outputs)
+        ok = np.all(np.isfinite(raw), axis=1)
+        if not ok.all():
+            raw = raw[ok]
+            labels = [lb for lb, keep in zip(labels, ok, strict=True) if keep]
+        out = self.empty()
+        if raw.shape[0] == 0:
+            return out
+        cal = calibrate(self.calibration, raw)
+        index = self.index
+        pred = np.fromiter(
+            (index.get(str(lb), -1) for lb in labels), dtype=np.int64, count=len(labels)
+        )
+        unknown = pred < 0
+        if unknown.any():
+            pred[unknown] = raw[unknown].argmax(axis=1)
+        for j in range(self.k):
+            out.confusion[j] = cal[pred == j].sum(axis=0)
+        p_pred = cal[np.arange(cal.shape[0]), pred]
+        out.variance = float(np.sum(p_pred * (1.0 - p_pred)))
+        for i, (c, edges) in enumerate(zip(self.scored, self.edges, strict=True)):
+            idx = np.searchsorted(edges, raw[:, c], side="right")
+            size = edges.size + 1
+            out.hist_rows[i] = np.bincount(idx, minlength=size).astype(np.float64)
+            out.hist_positive[i] = np.asarray(
+                np.bincount(idx, weights=cal[:, c], minlength=size), dtype=np.float64
+            )
+        out.rows = int(raw.shape[0])
+        return out
