@@ -81,7 +81,7 @@ def prepare(work: Path) -> dict[str, Path]:
     import joblib
     import numpy as np
 
-    from modelloop.store.registry import Registry
+    from modelloop.store.registry import FolderRegistry
     from modelloop.training import synthetic
     from modelloop.training.pipeline import TrainRequest, run_training
 
@@ -91,7 +91,7 @@ def prepare(work: Path) -> dict[str, Path]:
     (work / "mlserver").mkdir()
     result = run_training(
         TrainRequest(model="default", estimator="hist_gradient_boosting", rows=20_000),
-        Registry(work / "home" / "registry"),
+        FolderRegistry(work / "home" / "registry"),
         progress=lambda line: print(line, flush=True),
     )
     joblib.dump(result.pipeline, work / "mlserver" / "model.joblib")

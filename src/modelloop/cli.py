@@ -119,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from modelloop.service.settings import ServiceSettings
 
         overrides = {k: v for k in ("host", "port") if (v := getattr(args, k)) is not None}
-        serve(ServiceSettings(**overrides))
-        return 0
+        return serve(ServiceSettings(**overrides))
     if args.command == "monitor":
         from modelloop.monitoring.server import run_monitor
         from modelloop.monitoring.settings import MonitorSettings

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Sequence
 
 from modelloop.cli_output import fail, progress
-from modelloop.store.registry import Registry
+from modelloop.store.registry import Registry, open_registry
 from modelloop.store.settings import StoreSettings
 
 COMPONENTS = ("serve", "monitor", "trainer")
@@ -50,9 +50,9 @@ def _example(host: str, port: int, registry: Registry) -> str:
 
 def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
     settings = StoreSettings()
-    registry = Registry(settings.registry_dir)
+    registry = open_registry(settings.registry_location)
     if not registry.models():
-        progress(f"registry {registry.root} is empty: training the default model first")
+        progress(f"registry {registry.location} is empty: training the default model first")
         from modelloop.cli import main as cli_main
 
         code = cli_main(["train"])

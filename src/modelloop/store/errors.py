@@ -51,3 +51,11 @@ class JobNotFound(StoreError, LookupError):
 
 class SchemaTooNew(StoreError):
     pass
+
+
+class RegistryUnavailable(StoreError, ConnectionError):
+    """The registry's store cannot be reached, or refuses us (no bucket, bad credentials)."""
+
+
+class RegistryBusy(StoreError):
+    """A compare-and-swap kept losing to other writers; try again."""
