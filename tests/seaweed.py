@@ -172,3 +172,19 @@ class Weed:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def upload_registry(source: Path, url: str) -> None:
+    """Every version of a folder registry published into `url` in order, the same active."""
+    from modelloop.store.registry import FolderRegistry, open_registry
+
+    folder = FolderRegistry(source)
+    target = open_registry(url)
+    for model in folder.models():
+        for v in folder.versions(model):
+            onnx, ref = folder.onnx_bytes(model, v), folder.reference(model, v)
+            published = target.publish(model, onnx, folder.metadata(model, v), ref)
+            assert published.version == v
+        active = folder.active(model)
+        if active is not None:
+            target.promote(model, active, "test", "uploaded")

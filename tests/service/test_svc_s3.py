@@ -7,28 +7,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from service_helpers import MODEL, Load, ServerProcess, row, running_server, sample_sum
 
-from modelloop.store.registry import FolderRegistry, Registry, open_registry
-from seaweed import Weed
-
-
-def upload(source: Path, url: str) -> Registry:
-    """The template's versions, published into the bucket in order, the same one active."""
-    folder = FolderRegistry(source)
-    target = open_registry(url)
-    for v in folder.versions(MODEL):
-        meta = folder.metadata(MODEL, v)
-        published = target.publish(
-            MODEL, folder.onnx_bytes(MODEL, v), meta, folder.reference(MODEL, v)
-        )
-        assert published.version == v
-    active = folder.active(MODEL)
-    assert active is not None
-    target.promote(MODEL, active, "test", "upload")
-    return target
+from modelloop.store.registry import open_registry
+from seaweed import Weed, upload_registry
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +32,7 @@ def served_version(server: ServerProcess) -> int:
 def test_a_promote_swaps_within_2_s_and_the_store_may_go_away(
     home: Path, s3_url: str, s3_env: dict[str, str], weed: Weed
 ) -> None:
-    upload(home / "registry", s3_url)
+    upload_registry(home / "registry", s3_url)
     env = {**s3_env, "MODELLOOP_REGISTRY": s3_url}
     with running_server(home, env) as server, Load(server.url, threads=2) as load:
         assert served_version(server) == 1
@@ -86,7 +71,7 @@ def test_a_promote_swaps_within_2_s_and_the_store_may_go_away(
 def test_a_restart_while_the_store_is_down_serves_from_the_cache(
     home: Path, s3_url: str, s3_env: dict[str, str], weed: Weed
 ) -> None:
-    upload(home / "registry", s3_url)
+    upload_registry(home / "registry", s3_url)
     env = {**s3_env, "MODELLOOP_REGISTRY": s3_url}
     with running_server(home, env) as server:
         assert served_version(server) == 1
@@ -121,3 +106,21 @@ def test_bad_credentials_at_start_are_one_line_and_a_non_zero_exit(
     assert len(lines) == 1, done.stderr
     assert "refused" in lines[0]
     assert "modelloop-test" in lines[0]
+
+
+def test_admin_promote_and_rollback_on_the_bucket(
+    home: Path, s3_url: str, s3_env: dict[str, str], make_client: Any
+) -> None:
+    upload_registry(home / "registry", s3_url)
+    admin = make_client(admin_token="t0ken", registry=s3_url)
+    auth = {"Authorization": "Bearer t0ken"}
+    r = admin.post(f"/v1/admin/models/{MODEL}/promote", headers=auth, json={"version": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["serving_version"] == 2
+    r = admin.post(f"/v1/admin/models/{MODEL}/rollback", headers=auth, json={"reason": "t"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["to_version"], r.json()["serving_version"]) == (1, 1)
+    registry = open_registry(s3_url)
+    assert registry.active(MODEL) == 1
+    assert [h.action for h in registry.history(MODEL)] == ["promote", "promote", "rollback"]
+    assert (home / "cache" / MODEL / "active").read_text().strip() == "1"

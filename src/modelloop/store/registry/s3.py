@@ -58,6 +58,8 @@ CLAIM_FILE = "claim"
 ACTIVE_KEY = "active"
 HISTORY_DIR = "history"
 _CAS_ATTEMPTS = 100
+# obstore raises its own classes, and builtins for some (FileNotFoundError for a 404)
+_FAILURES = (BaseError, OSError)
 
 
 class Pointer(BaseModel):
@@ -140,7 +142,7 @@ class S3Registry(Registry):
             if "NoSuchBucket" in str(e):
                 raise self._unavailable(f"GET {key}", e) from None
             return None
-        except BaseError as e:
+        except _FAILURES as e:
             raise self._unavailable(f"GET {key}", e) from None
 
     def _put(self, key: str, data: bytes, mode: Any = "overwrite") -> str:
@@ -149,13 +151,13 @@ class S3Registry(Registry):
             return str(obs.put(self.store, key, data, mode=mode)["e_tag"] or "")
         except (AlreadyExistsError, PreconditionError):
             raise
-        except BaseError as e:
+        except _FAILURES as e:
             raise self._unavailable(f"PUT {key}", e) from None
 
     def _list(self, prefix: str) -> list[str]:
         try:
             return [m["path"] for batch in obs.list(self.store, prefix) for m in batch]
-        except BaseError as e:
+        except _FAILURES as e:
             raise self._unavailable(f"LIST {prefix}", e) from None
 
     # -- reading ---------------------------------------------------------------------------
@@ -163,13 +165,13 @@ class S3Registry(Registry):
     def check(self) -> None:
         try:
             obs.list_with_delimiter(self.store, None)
-        except BaseError as e:
+        except _FAILURES as e:
             raise self._unavailable("LIST", e) from None
 
     def _names(self) -> list[str]:
         try:
             listing = obs.list_with_delimiter(self.store, None)
-        except BaseError as e:
+        except _FAILURES as e:
             raise self._unavailable("LIST", e) from None
         return [p.rstrip("/").rsplit("/", 1)[-1] for p in listing["common_prefixes"]]
 
@@ -207,7 +209,7 @@ class S3Registry(Registry):
         except NotModifiedError:
             assert cached is not None
             return cached
-        except BaseError as e:
+        except _FAILURES as e:
             raise self._unavailable("GET active", e) from None
         current = ("", None) if found is None else (found[1], Pointer.model_validate_json(found[0]))
         self._pointers[model] = current
@@ -243,7 +245,7 @@ class S3Registry(Registry):
         self._put(key, b"probe")
         try:
             obs.delete(self.store, key)
-        except BaseError as e:
+        except _FAILURES as e:
             raise self._unavailable(f"DELETE {key}", e) from None
 
     def _claim(self, model: str) -> int:
