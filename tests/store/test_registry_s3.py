@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import obstore
 import pytest
@@ -43,8 +44,12 @@ def test_an_unreachable_store_is_one_clear_error(monkeypatch: pytest.MonkeyPatch
         registry.models()
 
 
-@pytest.mark.parametrize("argv", [["models", "list"], ["models", "show", "m"]])
-def test_the_cli_says_it_in_one_line_and_exits_2(s3_env: dict[str, str], argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    "argv", [["models", "list"], ["models", "show", "m"], ["trainer"], ["monitor"], ["serve"]]
+)
+def test_the_cli_says_it_in_one_line_and_exits_2(
+    s3_env: dict[str, str], argv: list[str], tmp_path: Path
+) -> None:
     env = {**s3_env, "MODELLOOP_REGISTRY": "s3://no-such-bucket/p", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "modelloop.cli", *argv],
@@ -52,6 +57,8 @@ def test_the_cli_says_it_in_one_line_and_exits_2(s3_env: dict[str, str], argv: l
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
+        check=False,
     )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
