@@ -202,7 +202,7 @@ def train(work: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Train logreg on the reference CSV; score the current rows with the fitted pipeline."""
     import numpy as np
 
-    from modelloop.store.registry import Registry
+    from modelloop.store.registry import FolderRegistry
     from modelloop.training.pipeline import TrainRequest, run_training
 
     t0 = time.perf_counter()
@@ -214,7 +214,7 @@ def train(work: Path, meta: dict[str, Any]) -> dict[str, Any]:
             estimator="logreg",
             categorical=tuple(meta["categorical"]),
         ),
-        Registry(work / "registry"),
+        FolderRegistry(work / "registry"),
     )
     took = time.perf_counter() - t0
     assert result.pipeline is not None
@@ -249,10 +249,10 @@ def worker_ours(work: Path, decoded_rows: int, check_repeats: int) -> dict[str, 
     from modelloop.monitoring.settings import MonitorSettings
     from modelloop.monitoring.window import Folder, Window
     from modelloop.store.profile import categorical_bins, numeric_bins
-    from modelloop.store.registry import Registry
+    from modelloop.store.registry import FolderRegistry
 
     meta = json.loads((work / "meta.json").read_text())
-    registry = Registry(work / "registry")
+    registry = FolderRegistry(work / "registry")
     version = registry.active(MODEL)
     assert version is not None
     mmeta, ref = registry.metadata(MODEL, version), registry.reference(MODEL, version)
@@ -437,10 +437,10 @@ def fill_log(url: str, work: Path, rows: int, batch: int) -> dict[str, Any]:
 
     from modelloop.store.database import open_database
     from modelloop.store.predictions import PredictionLog
-    from modelloop.store.registry import Registry
+    from modelloop.store.registry import FolderRegistry
 
     meta = json.loads((work / "meta.json").read_text())
-    registry = Registry(work / "registry")
+    registry = FolderRegistry(work / "registry")
     version = registry.active(MODEL)
     mmeta = registry.metadata(MODEL, version)  # type: ignore[arg-type]
     k0, k1 = [str(c) for c in mmeta.classes]
@@ -490,7 +490,7 @@ def worker_monitor(work: Path, url: str, home: Path, warm: bool) -> dict[str, An
     from modelloop.monitoring.worker import Monitor
     from modelloop.store.database import open_database
     from modelloop.store.predictions import PredictionLog
-    from modelloop.store.registry import Registry
+    from modelloop.store.registry import FolderRegistry
     from modelloop.store.reports import DriftReports
 
     logging.basicConfig(level=logging.WARNING)
@@ -503,7 +503,7 @@ def worker_monitor(work: Path, url: str, home: Path, warm: bool) -> dict[str, An
     )
     db = open_database(settings.database)
     rows = PredictionLog(db).count(MODEL)
-    registry = Registry(settings.registry_dir)
+    registry = FolderRegistry(settings.registry_location)
     monitor = Monitor(settings, db, registry, MonitorMetrics(CollectorRegistry()))
     calibrate_s = None
     if warm:  # the calibration is cached per (model, version): compute it before the timer

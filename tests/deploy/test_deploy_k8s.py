@@ -41,6 +41,9 @@ CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 DATA = "/var/lib/modelloop"
 
 
+AWS_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL"}
+
+
 def settings_classes() -> dict[str, Any]:
     from modelloop.monitoring.settings import MonitorSettings
     from modelloop.service.settings import ServiceSettings
@@ -182,12 +185,13 @@ def test_kustomize_renders(overlay: str) -> None:
         "Deployment",
         "Service",
         "ConfigMap",
-        "PersistentVolumeClaim",
         "Job",
         "NetworkPolicy",
         "ServiceAccount",
         "Namespace",
     } <= kinds
+    # dev shares a volume on one node; prod shares nothing but a bucket and PostgreSQL
+    assert ("PersistentVolumeClaim" in kinds) == (overlay == "dev")
     names = {d["metadata"]["name"] for d in by_kind(overlay, "Deployment")}
     assert names == {"modelloop-serve", "modelloop-monitor", "modelloop-trainer"}
     ns = {d["metadata"].get("namespace") for d in documents(overlay) if d["kind"] != "Namespace"}
@@ -232,7 +236,9 @@ def test_env_vars_are_settings_of_the_code_and_parse(
     set_vars: dict[str, str] = dict(cm)
     for name, c in containers(overlay).items():
         for e in c.get("env", []):
-            assert e["name"] in known, f"{overlay}/{name}: {e['name']} is no setting"
+            # the standard AWS variables (the bucket's credentials) are read by the S3 client
+            aws = e["name"] in AWS_VARIABLES and overlay == "prod"
+            assert e["name"] in known or aws, f"{overlay}/{name}: {e['name']} is no setting"
             ref = e.get("valueFrom", {}).get("secretKeyRef")
             assert ref, e
             assert ref["name"] == "modelloop-secrets", e
@@ -292,7 +298,10 @@ def test_ports_paths_and_commands_exist_in_the_code(
         volumes = {v["name"]: v for v in spec["volumes"]}
         for c in spec["containers"]:
             mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-            assert "persistentVolumeClaim" in volumes[mounts[str(serve.home)]], pod
+            # dev: a volume shared on one node; prod: the registry is a bucket, each pod's
+            # home (its cache of versions, its spool) an emptyDir
+            kind = "persistentVolumeClaim" if overlay == "dev" else "emptyDir"
+            assert kind in volumes[mounts[str(serve.home)]], pod
             assert "emptyDir" in volumes[mounts["/tmp"]], pod
             assert set(mounts) == {str(serve.home), "/tmp"}, pod
         claims = {
@@ -300,7 +309,7 @@ def test_ports_paths_and_commands_exist_in_the_code(
             for v in volumes.values()
             if "persistentVolumeClaim" in v
         }
-        assert claims == {by_kind(overlay, "PersistentVolumeClaim")[0]["metadata"]["name"]}
+        assert claims == {p["metadata"]["name"] for p in by_kind(overlay, "PersistentVolumeClaim")}
     # probe paths: the service's answer on a real app; the monitor's on its real server
     probes = [
         (c, p)
@@ -444,11 +453,22 @@ def test_prod_is_postgresql_replicated_autoscaled_and_spread() -> None:
         and t["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
         for t in terms
     )
-    (pvc,) = by_kind("prod", "PersistentVolumeClaim")
-    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    # the registry is a bucket: no volume is shared between pods
+    assert by_kind("prod", "PersistentVolumeClaim") == []
+    assert config_map("prod")["MODELLOOP_REGISTRY"].startswith("s3://")
+    read = set()
+    for c in containers("prod").values():
+        for e in c.get("env", []):
+            ref = e["valueFrom"]["secretKeyRef"]
+            read.add(ref["key"])
+            if e["name"] in AWS_VARIABLES:
+                assert ref.get("optional") is True, e  # a role may stand in for keys
     # the Secret template has the keys the manifests read
     template = yaml.safe_load((ROOT / "k8s/overlays/prod/secret.example.yaml").read_text())
-    assert set(template["stringData"]) == {"admin-token", "database-url"}
+    assert read <= set(template["stringData"])
+    assert set(template["stringData"]) == read | {"admin-token"}
+    irsa = yaml.safe_load((ROOT / "k8s/overlays/prod/serviceaccount-irsa.yaml").read_text())
+    assert "eks.amazonaws.com/role-arn" in irsa["metadata"]["annotations"]
 
 
 def test_prod_prometheus_operator_resources() -> None:

@@ -118,14 +118,15 @@ def eventually(prom: str, expr: str, ok: Any, procs: list[Proc], timeout: float 
 
 
 def test_prometheus_scrapes_service_and_monitor(tmp_path: Path) -> None:
-    from modelloop.store.registry import Registry
+    from modelloop.store.registry import FolderRegistry
     from modelloop.training.pipeline import TrainRequest, run_training
 
     prometheus = tool("prometheus")
     promtool = tool("promtool")
     home = tmp_path / "home"
     run_training(
-        TrainRequest(model="default", rows=2000, estimator="logreg"), Registry(home / "registry")
+        TrainRequest(model="default", rows=2000, estimator="logreg"),
+        FolderRegistry(home / "registry"),
     )
 
     serve_port, monitor_port, prom_port = free_port(), free_port(), free_port()

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry
 
 MODEL = "default"
 
@@ -17,7 +17,7 @@ def loop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     home = tmp_path_factory.mktemp("loop-template")
     with threadpool_limits(1):
-        run_training(TrainRequest(model=MODEL), Registry(home / "registry"))
+        run_training(TrainRequest(model=MODEL), FolderRegistry(home / "registry"))
     return home
 
 

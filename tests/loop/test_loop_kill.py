@@ -31,7 +31,7 @@ from conftest import fresh_home
 from modelloop.store.database import Database
 from modelloop.store.jobs import Job, JobQueue
 from modelloop.store.predictions import LogRow, PredictionLog
-from modelloop.store.registry import Registry, sha256_bytes
+from modelloop.store.registry import FolderRegistry, Registry, sha256_bytes
 from modelloop.store.reports import DriftReports, MonitorStates
 from modelloop.store.schema import drift_reports, monitor_state, predictions
 from modelloop.training import synthetic
@@ -147,7 +147,7 @@ class RegistryReader(threading.Thread):
 def test_a_trainer_killed_mid_training_leaves_no_version_and_its_job_is_claimed_again(
     home: Path, db_url: str, db: Database
 ) -> None:
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     assert registry.versions(MODEL) == [1]
     env = worker_env(
         home,
@@ -391,7 +391,7 @@ class StateWatch(threading.Thread):
 def test_a_monitor_killed_mid_ingestion_resumes_from_its_watermark_without_double_counting(
     home: Path, db_url: str, db: Database
 ) -> None:
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     port = free_port()
     env = worker_env(
         home,

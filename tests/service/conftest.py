@@ -10,7 +10,7 @@ from service_helpers import MODEL, TestClient, copy_home
 
 from modelloop.service.app import create_app
 from modelloop.service.settings import ServiceSettings
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def template_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from modelloop.training.pipeline import TrainRequest, run_training
 
     home = tmp_path_factory.mktemp("template-home")
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     first = run_training(
         TrainRequest(model=MODEL, rows=2000, seed=0, estimator="logreg", promote="always"),
         registry,

@@ -17,7 +17,7 @@ from service_helpers import (
 
 from modelloop.store.database import open_database
 from modelloop.store.events import Events
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry, Registry
 
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 PREDICT = f"/v1/models/{MODEL}/predict"
@@ -78,7 +78,7 @@ def test_missing_or_wrong_token_is_401(
     for method, path, body in ADMIN_CALLS:
         assert_error(admin.request(method, path, json=body, headers=headers), 401)
     assert serving(admin) == 1
-    assert Registry(home / "registry").active(MODEL) == 1
+    assert FolderRegistry(home / "registry").active(MODEL) == 1
     assert admin.get("/v1/admin/jobs", headers=AUTH).json() == {"jobs": []}
     assert events(home) == []
 
@@ -119,7 +119,7 @@ def test_retrain_unknown_model_is_404(admin: TestClient) -> None:
 
 
 def test_promote_swaps_at_once_and_rollback_returns(admin: TestClient, home: Path) -> None:
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     assert serving(admin) == 1
     r = admin.post(
         f"/v1/admin/models/{MODEL}/promote", headers=AUTH, json={"version": 2, "reason": "t"}
@@ -173,7 +173,7 @@ def test_bad_promote_requests(admin: TestClient, body: Any, status: int) -> None
 def test_promote_of_a_broken_version_is_refused_and_the_old_keeps_serving(
     admin: TestClient, home: Path, breaker: Callable[[Registry], int]
 ) -> None:
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     version = breaker(registry)
     before = sample_sum(admin.get("/metrics").text, "modelloop_model_load_failures_total")
     r = admin.post(f"/v1/admin/models/{MODEL}/promote", headers=AUTH, json={"version": version})

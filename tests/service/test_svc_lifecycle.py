@@ -21,7 +21,7 @@ from service_helpers import (
 
 from modelloop.store.database import open_database
 from modelloop.store.predictions import PredictionLog
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry
 
 DRAIN_REQUESTS = 2000
 
@@ -95,7 +95,7 @@ def test_hot_swap_under_load_fails_no_request(
     template_home: Path, tmp_path: Path, db_url: str
 ) -> None:
     home = copy_home(template_home, tmp_path / "home")
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     env = {
         "MODELLOOP_DATABASE_URL": db_url,
         "MODELLOOP_POLL_INTERVAL": "0.2",
@@ -136,7 +136,7 @@ def test_a_version_that_fails_to_load_never_serves(
     template_home: Path, tmp_path: Path, db_url: str
 ) -> None:
     home = copy_home(template_home, tmp_path / "home")
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     broken = [make(registry) for make in BREAKERS]
     env = {"MODELLOOP_DATABASE_URL": db_url, "MODELLOOP_POLL_INTERVAL": "0.2"}
     with running_server(home, env) as server, Load(server.url, threads=2) as load:

@@ -31,7 +31,7 @@ from modelloop.service.app import create_app
 from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import Database
 from modelloop.store.jobs import JobQueue
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry
 from modelloop.store.reports import DriftReports, ReportPages
 
 SEED = 20_240_611
@@ -100,7 +100,7 @@ schema.app = APP
 
 def seed(config: ServiceSettings) -> None:
     """A job, a drift report and promotions to roll back, so that those routes answer 200."""
-    registry = Registry(config.registry_dir)
+    registry = FolderRegistry(config.registry_location)
     for version in (2, 1):  # active stays 1; two rollbacks succeed, then there are none left
         registry.promote(MODEL, version, "test", "seeded for the schema test")
     db = Database(config.database)

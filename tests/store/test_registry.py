@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from modelloop.store import registry as registry_module
 from modelloop.store.errors import (
     CorruptVersion,
     InvalidModelName,
@@ -19,7 +18,8 @@ from modelloop.store.errors import (
 )
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
 from modelloop.store.names import check_model_name
-from modelloop.store.registry import Registry, sha256_bytes
+from modelloop.store.registry import FolderRegistry, Registry, sha256_bytes
+from modelloop.store.registry import folder as registry_module
 
 ONNX = b"not really onnx, the registry only stores and hashes the bytes"
 
@@ -154,7 +154,7 @@ def test_sha256_is_checked_on_load(
 def test_invalid_model_names_are_rejected_before_touching_a_path(
     tmp_path: Path, name: str, meta: ModelMetadata, reference: ReferenceProfile
 ) -> None:
-    registry = Registry(tmp_path / "registry")
+    registry = FolderRegistry(tmp_path / "registry")
     with pytest.raises(InvalidModelName):
         check_model_name(name)
     with pytest.raises(InvalidModelName):
@@ -311,7 +311,7 @@ def test_registry_under_a_regular_file_is_not_writable(
 ) -> None:
     blocker = tmp_path / "afile"
     blocker.write_text("I am a file, not a folder")
-    registry = Registry(blocker / "registry")
+    registry = FolderRegistry(blocker / "registry")
     with pytest.raises(RegistryNotWritable, match="not writable"):
         registry.publish("m", ONNX, meta, reference)
     assert blocker.read_text() == "I am a file, not a folder"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from store_helpers import make_metadata, make_reference, spawn_python
 
-from modelloop.store.registry import Registry, sha256_bytes
+from modelloop.store.registry import FolderRegistry, Registry, sha256_bytes
 
 # A child publisher: waits for a common start time so all publish at once, then publishes a
 # payload of its own and prints the version it got.
@@ -18,14 +18,14 @@ PUBLISHER = """
 import sys, time
 sys.path.insert(0, sys.argv[4])
 from store_helpers import make_metadata, make_reference
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry, Registry
 
 root, index, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 payload = (f"payload of publisher {index};" * 40_000).encode()
 meta, reference = make_metadata(), make_reference()
 while time.time() < start:
     time.sleep(0.001)
-published = Registry(root).publish("m", payload, meta, reference)
+published = FolderRegistry(root).publish("m", payload, meta, reference)
 print(published.version, flush=True)
 """
 
@@ -35,7 +35,7 @@ STALLING_PUBLISHER = """
 import os, sys, time
 sys.path.insert(0, sys.argv[4])
 from store_helpers import make_metadata, make_reference
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry, Registry
 
 root, marker, phase = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -47,7 +47,7 @@ if phase == "writing":  # model.onnx written, the rest of the temporary folder n
     os.fsync = stall
 elif phase == "renaming":  # everything written, the lock held, the rename not yet done
     os.rename = stall
-Registry(root).publish("m", b"x" * 5_000_000, make_metadata(), make_reference())
+FolderRegistry(root).publish("m", b"x" * 5_000_000, make_metadata(), make_reference())
 print("published although it should have been killed", flush=True)
 """
 
@@ -65,7 +65,7 @@ def _check_complete(registry: Registry, version: int) -> bytes:
 
 def test_concurrent_publishers_get_distinct_versions(tmp_path: Path) -> None:
     root = tmp_path / "registry"
-    registry = Registry(root)
+    registry = FolderRegistry(root)
     n = 6
     start = time.time() + 1.5  # time for every interpreter to start and import
     children = [spawn_python(PUBLISHER, str(root), str(i), str(start), HERE) for i in range(n)]
@@ -96,7 +96,7 @@ def test_concurrent_publishers_get_distinct_versions(tmp_path: Path) -> None:
 @pytest.mark.parametrize("phase", ["writing", "renaming"])
 def test_a_publisher_killed_midway_leaves_nothing_visible(tmp_path: Path, phase: str) -> None:
     root = tmp_path / "registry"
-    registry = Registry(root)
+    registry = FolderRegistry(root)
     first = registry.publish("m", b"v1", make_metadata(), make_reference())
     registry.promote("m", first.version, "t", "r")
     marker = tmp_path / "stalled"

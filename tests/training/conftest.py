@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry, Registry
 from modelloop.training.pipeline import TrainRequest, TrainResult, run_training
 
 SYNTHETIC_ROWS = 2000
@@ -32,7 +32,7 @@ def model_name(dataset: str, estimator: str) -> str:
 @pytest.fixture(scope="session")
 def train_once(tmp_path_factory: pytest.TempPathFactory) -> TrainOnce:
     """train_once(dataset, estimator): train (the first time only) into a session registry."""
-    registry = Registry(Path(tmp_path_factory.mktemp("shared")) / "registry")
+    registry = FolderRegistry(Path(tmp_path_factory.mktemp("shared")) / "registry")
     cache: dict[tuple[str, str], Trained] = {}
 
     def train(dataset: str, estimator: str) -> Trained:

@@ -14,7 +14,7 @@ import pytest
 from modelloop.cli import main
 from modelloop.store.database import open_database
 from modelloop.store.events import Events
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry
 
 BIN = Path(sys.executable).parent / "modelloop"
 COMMAND = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "modelloop.cli"]
@@ -321,7 +321,7 @@ def test_train_then_models_list_show_promote_rollback(tmp_path: Path) -> None:
     assert "confusion matrix" in r.stdout
     assert "parity with scikit-learn on 30 rows" in r.stdout
     assert "active: no active version yet" in r.stdout
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     assert registry.versions("iris") == [1]
     assert registry.active("iris") == 1
 

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from modelloop.store.metadata import ReferenceProfile
-from modelloop.store.registry import Registry, sha256_bytes
+from modelloop.store.registry import FolderRegistry, Registry, sha256_bytes
 from modelloop.training import export as export_module
 from modelloop.training import pipeline as pipeline_module
 from modelloop.training.clean import clean
@@ -182,7 +182,7 @@ def test_unknown_categories_and_missing_values_are_served(train_once: TrainOnce)
 
 def test_same_data_and_seed_give_the_same_model(train_once: TrainOnce, tmp_path: Path) -> None:
     first, first_registry = train_once("synthetic", "hist_gradient_boosting")
-    registry = Registry(tmp_path / "again")
+    registry = FolderRegistry(tmp_path / "again")
     req = TrainRequest(
         model="again",
         dataset="synthetic",
@@ -328,7 +328,7 @@ def _files_under(path: Path) -> list[str]:
 
 
 def test_failed_parity_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    registry = Registry(tmp_path / "registry")
+    registry = FolderRegistry(tmp_path / "registry")
     monkeypatch.setattr(export_module, "PROBA_TOLERANCE", -1.0)
     with pytest.raises(ParityError, match=r"tolerance -1\.0.*worst rows: row \d+"):
         run_training(TrainRequest(model="iris", dataset="iris", estimator="logreg"), registry)
@@ -350,7 +350,7 @@ def test_a_graph_that_differs_from_the_model_is_refused(
         return real_to_onnx(other, features, task)
 
     monkeypatch.setattr(pipeline_module, "to_onnx", perturbed_to_onnx)
-    registry = Registry(tmp_path / "registry")
+    registry = FolderRegistry(tmp_path / "registry")
     with pytest.raises(ParityError) as info:
         run_training(TrainRequest(model="wine", dataset="wine", estimator="logreg"), registry)
     message = str(info.value)
@@ -382,7 +382,7 @@ def test_check_parity_regression_tolerance() -> None:
 
 
 def test_unknown_estimator_for_the_task(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "registry")
+    registry = FolderRegistry(tmp_path / "registry")
     with pytest.raises(ConfigError, match="'linear' does not fit a classification task"):
         run_training(TrainRequest(model="m", dataset="iris", estimator="linear"), registry)
     with pytest.raises(ConfigError, match="'logreg' does not fit a regression task"):
@@ -412,7 +412,7 @@ def _weak_champion(registry: Registry, like: TrainResult) -> int:
 
 
 def test_promote_policies(train_once: TrainOnce, tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "registry")
+    registry = FolderRegistry(tmp_path / "registry")
 
     def train(policy: str) -> TrainResult:
         req = TrainRequest(model="iris", dataset="iris", estimator="logreg", promote=policy)  # type: ignore[arg-type]

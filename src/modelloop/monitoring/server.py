@@ -11,7 +11,7 @@ from modelloop.monitoring.metrics import MonitorMetrics
 from modelloop.monitoring.settings import MonitorSettings
 from modelloop.monitoring.worker import Monitor
 from modelloop.store.database import open_database
-from modelloop.store.registry import Registry
+from modelloop.store.registry import open_registry
 
 log = logging.getLogger("modelloop.monitor")
 
@@ -23,7 +23,7 @@ def run_monitor(settings: MonitorSettings) -> None:
     registry = CollectorRegistry()
     metrics = MonitorMetrics(registry)
     db = open_database(settings.database)
-    monitor = Monitor(settings, db, Registry(settings.registry_dir), metrics)
+    monitor = Monitor(settings, db, open_registry(settings.registry_location), metrics)
     server, thread = start_http_server(
         settings.monitor_port, settings.monitor_host, registry=registry
     )

@@ -30,10 +30,11 @@ from modelloop.service.settings import ServiceSettings
 from modelloop.service.spool import Spool
 from modelloop.service.state import Service
 from modelloop.store.database import Database
+from modelloop.store.errors import RegistryUnavailable
 from modelloop.store.events import Events
 from modelloop.store.jobs import JobQueue
 from modelloop.store.predictions import PredictionLog
-from modelloop.store.registry import Registry
+from modelloop.store.registry import open_registry
 
 log = logging.getLogger("modelloop.service")
 
@@ -77,7 +78,7 @@ def create_app(
     settings: ServiceSettings, metrics_registry: CollectorRegistry | None = None
 ) -> FastAPI:
     metrics = ServiceMetrics(metrics_registry or CollectorRegistry())
-    registry = Registry(settings.registry_dir)
+    registry = open_registry(settings.registry_location)
     db = Database(settings.database)
     predictions = PredictionLog(db)
     service = Service(
@@ -107,7 +108,7 @@ def create_app(
         import asyncio
 
         await asyncio.to_thread(db.migrate)
-        await service.models.refresh()
+        await service.models.start()
         service.log.start()
         watcher = asyncio.create_task(service.models.watch())
         service.started = True
@@ -116,7 +117,9 @@ def create_app(
         gc.collect()
         gc.freeze()
         log.info(
-            "serving %s from %s", sorted(service.models.active) or "no models yet", registry.root
+            "serving %s from %s",
+            sorted(service.models.active) or "no models yet",
+            registry.location,
         )
         try:
             yield
@@ -148,6 +151,11 @@ def create_app(
         return json_response(
             {"error": "database unavailable, try again"}, 503, retry_after_header(RETRY_AFTER)
         )
+
+    @app.exception_handler(RegistryUnavailable)
+    async def registry_down(_: Request, exc: RegistryUnavailable) -> Response:
+        log.warning("%s", exc)
+        return json_response({"error": f"registry unavailable, try again: {exc}"}, 503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:

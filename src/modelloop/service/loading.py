@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from modelloop.store.errors import StoreError
+from modelloop.store.errors import RegistryUnavailable, StoreError
 from modelloop.store.metadata import ModelMetadata
 from modelloop.store.registry import Registry
 
@@ -47,8 +47,16 @@ def load_version(registry: Registry, model: str, version: int, threads: int = 1)
     try:
         meta = registry.metadata(model, version)
         data = registry.onnx_bytes(model, version)
+    except RegistryUnavailable:
+        raise  # the store is away, the version may be fine: the caller retries later
     except (StoreError, OSError, ValueError) as e:
         raise LoadFailed(f"{model} v{version}: {e}") from e
+    return load_bytes(meta, data, threads)
+
+
+def load_bytes(meta: ModelMetadata, data: bytes, threads: int = 1) -> LoadedVersion:
+    """Load and smoke-test a version already read (and hash-checked); LoadFailed if bad."""
+    model, version = meta.name, meta.version
     try:
         session = new_session(data, threads)
     except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs

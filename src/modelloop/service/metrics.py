@@ -78,6 +78,12 @@ class ServiceMetrics:
             ["model"],
             registry=registry,
         )
+        self.registry_errors = Counter(
+            "modelloop_registry_errors_total",
+            "Registry operations that failed because the store was unreachable or refused us",
+            ["operation"],
+            registry=registry,
+        )
         self.load_failures = Counter(
             "modelloop_model_load_failures",
             "versions that failed to load or smoke-test",

@@ -1,7 +1,9 @@
 """Which versions serve: load the active ones, watch the registry, swap without a failed request.
 
 A new version is loaded and smoke-tested in a worker thread; only then is one reference
-replaced. Requests already holding the old `ServedModel` finish on it.
+replaced. Requests already holding the old `ServedModel` finish on it. A remote registry's
+versions are downloaded into a local cache first; while the store is away the service keeps
+serving what it has (or, just started, what its cache served last) and retries with backoff.
 """
 
 import asyncio
@@ -11,12 +13,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from modelloop.service.batching import Batcher
+from modelloop.service.cache import ModelCache
 from modelloop.service.errors import NotFound, Unavailable
-from modelloop.service.loading import LoadFailed, load_version
+from modelloop.service.loading import LoadFailed, load_bytes, load_version
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.served import ServedModel
 from modelloop.service.settings import ServiceSettings
-from modelloop.store.errors import InvalidModelName, StoreError
+from modelloop.store.errors import InvalidModelName, RegistryUnavailable, StoreError
 from modelloop.store.names import check_model_name
 from modelloop.store.registry import Registry
 
@@ -44,6 +47,8 @@ class ModelManager:
         self._load_failed: dict[tuple[str, int], tuple[float, str]] = {}
         self._loading: dict[tuple[str, int], asyncio.Future[Slot]] = {}
         self._lock = asyncio.Lock()
+        self.cache = ModelCache(settings.home / "cache") if registry.remote else None
+        self.registry_down = False
 
     def _slot(self, served: ServedModel) -> Slot:
         s = self.settings
@@ -55,9 +60,22 @@ class ModelManager:
         )
 
     def _load(self, model: str, version: int) -> ServedModel:
-        return ServedModel(
-            load_version(self.registry, model, version, self.settings.onnx_threads), self.metrics
-        )
+        threads = self.settings.onnx_threads
+        if self.cache is None:
+            return ServedModel(load_version(self.registry, model, version, threads), self.metrics)
+        try:
+            meta, data = self.cache.fetch(self.registry, model, version)
+        except RegistryUnavailable:
+            raise
+        except (StoreError, OSError, ValueError) as e:
+            raise LoadFailed(f"{model} v{version}: {e}") from e
+        return ServedModel(load_bytes(meta, data, threads), self.metrics)
+
+    def _registry_failed(self, operation: str, e: RegistryUnavailable) -> None:
+        self.metrics.registry_errors.labels(operation).inc()
+        if not self.registry_down:
+            log.warning("registry unavailable, serving what is loaded: %s", e)
+        self.registry_down = True
 
     async def load_checked(self, model: str, version: int) -> ServedModel:
         """Load and smoke-test in a worker thread; LoadFailed if it must not serve."""
@@ -73,6 +91,16 @@ class ModelManager:
         self.active[served.name] = self._slot(served)
         self._failed.pop(served.name, None)
         self.metrics.active_version.labels(served.name).set(served.version)
+        if self.cache is not None:  # what to serve if we restart while the store is away
+            try:
+                self.cache.remember_active(served.name, served.version)
+            except OSError as e:
+                log.warning(
+                    "model %s: the cache could not record version %d: %s",
+                    served.name,
+                    served.version,
+                    e,
+                )
         self.metrics.model_info.labels(served.name, served.version_label, "active").set(1)
         if old is not None and old.served.version != served.version:
             self.metrics.model_info.remove(served.name, old.served.version_label, "active")
@@ -86,43 +114,84 @@ class ModelManager:
         elif old is None:
             log.info("model %s: serving version %d", served.name, served.version)
 
-    async def refresh(self) -> None:
-        """Bring every model's serving version in line with the registry's active pointers."""
+    async def refresh(self) -> bool:
+        """Bring every model's serving version in line with the registry's active pointers.
+        False if the registry could not be reached (what serves stays as it is)."""
         async with self._lock:
-            names = await asyncio.to_thread(self.registry.models)
+            try:
+                names = await asyncio.to_thread(self.registry.models)
+            except RegistryUnavailable as e:
+                self._registry_failed("list", e)
+                return False
+            ok = True
             for name in names:
-                try:
-                    version = await asyncio.to_thread(self.registry.active, name)
-                except (OSError, ValueError) as e:
-                    log.warning("model %s: cannot read its active pointer: %s", name, e)
-                    continue
-                if version is None:
-                    continue
-                current = self.active.get(name)
-                if current is not None and current.served.version == version:
-                    continue
-                if self._failed.get(name) == version:
-                    continue
-                try:
-                    served = await self.load_checked(name, version)
-                except LoadFailed as e:
-                    self._failed[name] = version
-                    kept = (
-                        f"keeps serving version {current.served.version}"
-                        if current
-                        else ("has no version serving")
-                    )
-                    log.error("model %s: version %d not loaded (%s); %s", name, version, e, kept)
-                    continue
-                self.install(served)
+                ok = await self._refresh_one(name) and ok
+            if ok and self.registry_down:
+                log.info("registry reachable again")
+                self.registry_down = False
+            return ok
+
+    async def _refresh_one(self, name: str) -> bool:
+        try:
+            version = await asyncio.to_thread(self.registry.active, name)
+        except RegistryUnavailable as e:
+            self._registry_failed("active", e)
+            return False
+        except (OSError, ValueError) as e:
+            log.warning("model %s: cannot read its active pointer: %s", name, e)
+            return True
+        if version is None:
+            return True
+        current = self.active.get(name)
+        if current is not None and current.served.version == version:
+            return True
+        if self._failed.get(name) == version:
+            return True
+        try:
+            served = await self.load_checked(name, version)
+        except RegistryUnavailable as e:
+            self._registry_failed("load", e)
+            return False
+        except LoadFailed as e:
+            self._failed[name] = version
+            kept = (
+                f"keeps serving version {current.served.version}"
+                if current
+                else ("has no version serving")
+            )
+            log.error("model %s: version %d not loaded (%s); %s", name, version, e, kept)
+            return True
+        self.install(served)
+        return True
+
+    async def start(self) -> None:
+        """The first load. With a remote registry away, serve what the cache served last."""
+        if await self.refresh() or self.cache is None or self.active:
+            return
+        for name, version in (await asyncio.to_thread(self.cache.last_active)).items():
+            found = await asyncio.to_thread(self.cache.cached, name, version)
+            if found is None:
+                continue
+            try:
+                loaded = await asyncio.to_thread(load_bytes, *found, self.settings.onnx_threads)
+            except LoadFailed as e:
+                log.error("model %s: cached version %d not loaded: %s", name, version, e)
+                continue
+            self.install(ServedModel(loaded, self.metrics))
+            log.warning("model %s: serving version %d from the local cache", name, version)
 
     async def watch(self) -> None:
+        """Poll every `poll_interval`; while the registry is away, back off up to 30 s."""
+        delay = self.settings.poll_interval
         while True:
-            await asyncio.sleep(self.settings.poll_interval)
+            await asyncio.sleep(delay)
             try:
-                await self.refresh()
+                ok = await self.refresh()
             except Exception:  # keep watching whatever one pass hit
                 log.exception("registry poll failed")
+                ok = False
+            base = self.settings.poll_interval
+            delay = base if ok else min(max(delay * 2, base), max(30.0, base))
 
     def get(self, model: str) -> Slot:
         slot = self.active.get(model)
@@ -135,7 +204,11 @@ class ModelManager:
             check_model_name(model)
         except InvalidModelName as e:
             return NotFound(str(e))
-        if self.registry.exists(model):
+        try:
+            known = self.registry.exists(model)
+        except RegistryUnavailable:
+            return Unavailable(f"model {model!r} is not loaded and the registry is unreachable")
+        if known:
             return Unavailable(f"model {model!r} has no version serving yet")
         return NotFound(f"model {model!r} not found")
 

@@ -17,6 +17,7 @@ from modelloop.service.state import Service
 from modelloop.store.errors import (
     JobNotFound,
     NothingToRollBack,
+    RegistryUnavailable,
     StoreError,
     VersionNotFound,
 )
@@ -165,6 +166,8 @@ def admin_router(service: Service) -> APIRouter:
             raise Unprocessable(f"cannot roll back to version {target}: {e}") from None
         try:
             entry = await asyncio.to_thread(service.registry.rollback, model, actor, reason)
+        except RegistryUnavailable:
+            raise
         except StoreError as e:  # the history moved meanwhile
             raise Conflict(str(e)) from None
         if entry.to_version == served.version:

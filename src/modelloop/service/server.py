@@ -11,9 +11,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from modelloop.service.app import create_app
+from modelloop.service.cache import ModelCache
 from modelloop.service.connections import protocol_class, sweep_forever
 from modelloop.service.settings import ServiceSettings
 from modelloop.service.state import Service
+from modelloop.store.errors import RegistryUnavailable
+from modelloop.store.registry import open_registry
 
 
 class DrainingServer(uvicorn.Server):
@@ -74,9 +77,31 @@ def build(settings: ServiceSettings) -> tuple[FastAPI, DrainingServer]:
     return app, DrainingServer(config, app.state.service, settings.body_timeout_seconds)
 
 
-def serve(settings: ServiceSettings) -> None:
+def reachable_or_cached(settings: ServiceSettings) -> str | None:
+    """None if the service can start: the registry answers, or the local cache holds what
+    served last. Else the one-line reason (no bucket, refused credentials, store down)."""
+    registry = open_registry(settings.registry_location)
+    try:
+        registry.check()
+    except RegistryUnavailable as e:
+        if registry.remote and ModelCache(settings.home / "cache").last_active():
+            logging.getLogger("modelloop.service").warning("%s; starting from the local cache", e)
+            return None
+        return str(e)
+    return None
+
+
+def serve(settings: ServiceSettings) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        problem = reachable_or_cached(settings)
+    except RegistryUnavailable as e:  # a malformed s3:// URL
+        problem = str(e)
+    if problem is not None:
+        logging.getLogger("modelloop.service").error("cannot start: %s", problem)
+        return 2
     _, server = build(settings)
     server.run()
+    return 0

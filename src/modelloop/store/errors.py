@@ -56,3 +56,11 @@ class SchemaTooNew(StoreError):
 class RowsRejected(StoreError):
     """The database is there but refuses these rows: a value a column cannot hold, a missing
     value, a value the driver cannot send."""
+
+
+class RegistryUnavailable(StoreError, ConnectionError):
+    """The registry's store cannot be reached, or refuses us (no bucket, bad credentials)."""
+
+
+class RegistryBusy(StoreError):
+    """A compare-and-swap kept losing to other writers; try again."""

@@ -13,7 +13,11 @@ class StoreSettings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite file <home>/modelloop.db"
     )
-    registry: Path | None = Field(default=None, description="default <home>/registry")
+    registry: str | Path | None = Field(
+        default=None,
+        description="a folder, or s3://BUCKET/PREFIX (credentials, region and endpoint from "
+        "the standard AWS_* variables); default <home>/registry",
+    )
 
     @property
     def database(self) -> str:
@@ -22,5 +26,10 @@ class StoreSettings(BaseSettings):
         return f"sqlite:///{(self.home / 'modelloop.db').resolve()}"
 
     @property
-    def registry_dir(self) -> Path:
-        return self.registry if self.registry is not None else self.home / "registry"
+    def registry_location(self) -> str | Path:
+        """`s3://…` as given, else the folder."""
+        if self.registry is None:
+            return self.home / "registry"
+        if isinstance(self.registry, str) and self.registry.startswith("s3://"):
+            return self.registry
+        return Path(self.registry)

@@ -9,7 +9,7 @@ from modelloop.cli_output import EXIT_REFUSED, default_actor, fail, progress
 from modelloop.store.database import DatabaseError, open_database
 from modelloop.store.errors import StoreError
 from modelloop.store.events import Events
-from modelloop.store.registry import Registry
+from modelloop.store.registry import open_registry
 from modelloop.store.settings import StoreSettings
 from modelloop.training.errors import ParityError, TrainingError
 from modelloop.training.evaluate import format_table
@@ -66,8 +66,8 @@ def train_command(args: argparse.Namespace, settings: StoreSettings | None = Non
         return fail("--target goes with --data; built-in data sets know their target")
     if args.rows < 100:
         return fail("--rows must be at least 100")
-    registry = Registry(settings.registry_dir)
     try:
+        registry = open_registry(settings.registry_location)
         result = run_training(req, registry, progress=progress)
     except ParityError as e:
         return fail(f"not published: {e}", EXIT_REFUSED)
@@ -89,5 +89,5 @@ def train_command(args: argparse.Namespace, settings: StoreSettings | None = Non
     )
     state = "active" if result.promoted else "published, not active"
     print(f"{state}: {result.decision}")
-    print(f"registry: {registry.version_dir(meta.name, meta.version)}")
+    print(f"registry: {registry.location}/{meta.name}/{meta.version}")
     return 0

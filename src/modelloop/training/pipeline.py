@@ -4,7 +4,6 @@
 """
 
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,6 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 import modelloop
-from modelloop.store.errors import RegistryNotWritable
 from modelloop.store.metadata import DataInfo, ModelMetadata, Task, Trigger
 from modelloop.store.names import check_model_name
 from modelloop.store.registry import Registry
@@ -90,14 +88,7 @@ class _Stages:
 
 
 def check_registry_writable(registry: Registry) -> None:
-    try:
-        registry.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=registry.root, prefix=".probe-"):
-            pass
-    except OSError as e:
-        raise RegistryNotWritable(
-            f"registry {registry.root} is not writable: {e.strerror or e}"
-        ) from None
+    registry.check_writable()
 
 
 def gather(req: TrainRequest) -> RawData:

@@ -22,7 +22,7 @@ from modelloop.store.events import Events
 from modelloop.store.jobs import Job, JobQueue
 from modelloop.store.metadata import Trigger
 from modelloop.store.predictions import PredictionLog
-from modelloop.store.registry import Registry
+from modelloop.store.registry import Registry, open_registry
 from modelloop.store.settings import StoreSettings
 from modelloop.training.errors import TrainingError
 from modelloop.training.retrain import RetrainConfig, retrain
@@ -211,7 +211,7 @@ def run_trainer(settings: TrainerSettings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     db = open_database(settings.database)
-    trainer = Trainer(settings, db, Registry(settings.registry_dir))
+    trainer = Trainer(settings, db, open_registry(settings.registry_location))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -1,4 +1,4 @@
-"""The model registry: numbered versions in folders, an `active` pointer and a history.
+"""The folder backend: numbered versions in folders, an `active` pointer and a history.
 
     <root>/<model>/<version>/model.onnx, metadata.json, reference.json
     <root>/<model>/active          the serving version, replaced atomically
@@ -10,48 +10,32 @@ readers see all of it or none of it, and two publishers never get the same numbe
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
 
 import orjson
-from pydantic import BaseModel
 
-from modelloop.store.errors import (
-    CorruptVersion,
-    ModelNotFound,
-    NoActiveVersion,
-    NothingToRollBack,
-    RegistryNotWritable,
-    VersionNotFound,
-)
+from modelloop.store.errors import ModelNotFound, RegistryNotWritable, VersionNotFound
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
 from modelloop.store.names import check_model_name
+from modelloop.store.registry import (
+    METADATA_FILE,
+    MODEL_FILE,
+    Action,
+    HistoryEntry,
+    Registry,
+    sha256_bytes,
+)
 
-MODEL_FILE = "model.onnx"
-METADATA_FILE = "metadata.json"
 ACTIVE_FILE = "active"
 HISTORY_FILE = "history.jsonl"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600.0
-
-
-class HistoryEntry(BaseModel):
-    time: float
-    action: Literal["promote", "rollback"]
-    from_version: int | None
-    to_version: int
-    actor: str
-    reason: str
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -73,9 +57,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class Registry:
+class FolderRegistry(Registry):
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = Path(root)
+        self.location = str(self.root)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -85,10 +71,10 @@ class Registry:
     def version_dir(self, model: str, version: int) -> Path:
         return self.model_dir(model) / str(int(version))
 
-    def models(self) -> list[str]:
+    def _names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+        return [p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
     def versions(self, model: str) -> list[int]:
         d = self.model_dir(model)
@@ -100,35 +86,15 @@ class Registry:
                 found.append(int(p.name))
         return sorted(found)
 
-    def exists(self, model: str) -> bool:
-        return bool(self.versions(model))
-
-    def metadata(self, model: str, version: int) -> ModelMetadata:
-        path = self.version_dir(model, version) / METADATA_FILE
+    def _read(self, model: str, version: int, filename: str) -> bytes:
         try:
-            raw = path.read_bytes()
+            return (self.version_dir(model, version) / filename).read_bytes()
         except FileNotFoundError:
             if not self.exists(model):
                 raise ModelNotFound(model) from None
-            raise VersionNotFound(model, version) from None
-        return ModelMetadata.model_validate_json(raw)
-
-    def reference(self, model: str, version: int) -> ReferenceProfile:
-        meta = self.metadata(model, version)
-        path = self.version_dir(model, version) / meta.reference_file
-        return ReferenceProfile.model_validate_json(path.read_bytes())
-
-    def onnx_bytes(self, model: str, version: int) -> bytes:
-        """The version's ONNX graph, after checking its sha256 against the metadata."""
-        meta = self.metadata(model, version)
-        data = (self.version_dir(model, version) / MODEL_FILE).read_bytes()
-        digest = sha256_bytes(data)
-        if digest != meta.onnx_sha256:
-            raise CorruptVersion(
-                f"model {model!r} version {version}: {MODEL_FILE} sha256 {digest[:12]}… does "
-                f"not match metadata {meta.onnx_sha256[:12]}…"
-            )
-        return data
+            if version not in self.versions(model):
+                raise VersionNotFound(model, version) from None
+            raise
 
     def active(self, model: str) -> int | None:
         try:
@@ -136,14 +102,6 @@ class Registry:
         except FileNotFoundError:
             return None
         return int(text) if text.isdigit() else None
-
-    def require_active(self, model: str) -> int:
-        version = self.active(model)
-        if version is None:
-            if not self.exists(model):
-                raise ModelNotFound(model)
-            raise NoActiveVersion(model)
-        return version
 
     def history(self, model: str) -> list[HistoryEntry]:
         path = self.model_dir(model) / HISTORY_FILE
@@ -221,44 +179,32 @@ class Registry:
                 if now - p.stat().st_mtime > _STALE_TMP_SECONDS:
                     shutil.rmtree(p, ignore_errors=True)
 
-    def promote(self, model: str, version: int, actor: str, reason: str) -> HistoryEntry:
-        """Make `version` the active one. Its graph is checked against its hash first."""
-        self.onnx_bytes(model, version)
+    def _transition(
+        self,
+        model: str,
+        action: Action,
+        choose: Callable[[list[HistoryEntry]], int],
+        actor: str,
+        reason: str,
+    ) -> HistoryEntry:
         with self._locked(model):
-            return self._set_active(model, "promote", version, actor, reason)
+            return self._set_active(model, action, choose(self.history(model)), actor, reason)
 
-    def rollback(self, model: str, actor: str, reason: str) -> HistoryEntry:
-        """Return to the version that was active before the current one."""
-        with self._locked(model):
-            stack = self._active_stack(model)
-            if len(stack) < 2:
-                if not self.exists(model):
-                    raise ModelNotFound(model)
-                raise NothingToRollBack(model)
-            target = stack[-2]
-            self.onnx_bytes(model, target)
-            return self._set_active(model, "rollback", target, actor, reason)
+    def check(self) -> None:
+        pass  # a folder is always there; a missing one is an empty registry
 
-    def rollback_target(self, model: str) -> int | None:
-        stack = self._active_stack(model)
-        return stack[-2] if len(stack) >= 2 else None
-
-    def _active_stack(self, model: str) -> list[int]:
-        stack: list[int] = []
-        for entry in self.history(model):
-            if entry.action == "promote":
-                if not stack or stack[-1] != entry.to_version:
-                    stack.append(entry.to_version)
-            elif stack:
-                stack.pop()
-                if not stack or stack[-1] != entry.to_version:
-                    stack.append(entry.to_version)
-        return stack
+    def check_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                pass
+        except OSError as e:
+            raise RegistryNotWritable(_not_writable(self.root, e)) from None
 
     def _set_active(
         self,
         model: str,
-        action: Literal["promote", "rollback"],
+        action: Action,
         version: int,
         actor: str,
         reason: str,
