@@ -1,4 +1,6 @@
-from pydantic import Field, SecretStr
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
 
 from modelloop.store.settings import StoreSettings
 
@@ -8,7 +10,18 @@ class ServiceSettings(StoreSettings):
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port")
-    admin_token: SecretStr | None = Field(default=None, description="no token: admin API off")
+    admin_token: SecretStr | None = Field(
+        default=None, description="no token (or `off`): admin API off"
+    )
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _admin_off(cls, value: Any) -> Any:
+        """`off` (as `modelloop up` passes it) and an empty value both mean admin off."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off"):
+            return None
+        return value
+
     poll_interval: float = Field(
         default=2.0, gt=0, description="seconds between checks of the registry's active pointers"
     )
