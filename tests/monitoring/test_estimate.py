@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 
 from modelloop.monitoring.estimate.aggregate import calibrate as calibrate_logged
 from modelloop.monitoring.window import Window
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry, Registry
 from modelloop.training import synthetic
 from modelloop.training.calibration import (
     apply_map,
@@ -28,7 +28,7 @@ TOLERANCE = 0.02  # the bench's goal: within 0.02 of the realized metric at 5,00
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    return Registry(tmp_path_factory.mktemp("estimate-registry"))
+    return FolderRegistry(tmp_path_factory.mktemp("estimate-registry"))
 
 
 @pytest.fixture(scope="module")

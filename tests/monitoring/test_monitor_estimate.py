@@ -17,7 +17,7 @@ from modelloop.store.database import Database
 from modelloop.store.events import Events
 from modelloop.store.jobs import JobQueue
 from modelloop.store.predictions import LogRow, PredictionLog
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry, Registry
 from modelloop.store.reports import DriftReports
 from modelloop.training import synthetic
 
@@ -31,7 +31,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from modelloop.training.pipeline import TrainRequest, run_training
 
     root = tmp_path_factory.mktemp("estimate-monitor-registry")
-    run_training(TrainRequest(model=MODEL, rows=20_000, estimator="logreg"), Registry(root))
+    run_training(TrainRequest(model=MODEL, rows=20_000, estimator="logreg"), FolderRegistry(root))
     return root
 
 
@@ -40,7 +40,7 @@ def registry(trained: Path, tmp_path: Path) -> Registry:
     import shutil
 
     shutil.copytree(trained, tmp_path / "registry")
-    return Registry(tmp_path / "registry")
+    return FolderRegistry(tmp_path / "registry")
 
 
 def send(registry: Registry, db: Database, frame: pd.DataFrame, start: int = 0) -> list[str]:

@@ -18,7 +18,7 @@ from modelloop.service.errors import Unprocessable
 from modelloop.service.loading import load_version
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.served import Outputs, ServedModel
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry
 
 POISON = "\ud800"
 
@@ -30,7 +30,7 @@ def metrics() -> CollectorRegistry:
 
 @pytest.fixture
 def served(template_home: Path, metrics: CollectorRegistry) -> ServedModel:
-    loaded = load_version(Registry(template_home / "registry"), MODEL, 1)
+    loaded = load_version(FolderRegistry(template_home / "registry"), MODEL, 1)
     return ServedModel(loaded, ServiceMetrics(metrics))
 
 

@@ -20,7 +20,7 @@ from service_helpers import (
     sample_sum,
 )
 
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry
 
 
 def post(client: TestClient, raw: bytes, path: str = f"/v1/models/{MODEL}/predict") -> Any:
@@ -223,7 +223,7 @@ def test_a_corrupt_version_is_not_reread_on_every_request(make_client: Any, home
     now remembered for a poll interval (then the files are read again)."""
     poll = 1.5
     client = make_client(poll_interval=poll)
-    registry = Registry(home / "registry")
+    registry = FolderRegistry(home / "registry")
     version = publish_corrupt(registry)
     path = f"/v1/models/{MODEL}/versions/{version}/predict"
     body = {"instances": [row(1)]}
