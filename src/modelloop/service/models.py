@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelloop.service.batching import Batcher
@@ -21,7 +22,7 @@ from modelloop.service.served import ServedModel
 from modelloop.service.settings import ServiceSettings
 from modelloop.store.errors import InvalidModelName, RegistryUnavailable, StoreError
 from modelloop.store.names import check_model_name
-from modelloop.store.registry import Registry
+from modelloop.store.registry import HistoryEntry, Registry
 
 log = logging.getLogger("modelloop.service")
 
@@ -113,6 +114,21 @@ class ModelManager:
             )
         elif old is None:
             log.info("model %s: serving version %d", served.name, served.version)
+
+    async def commit(self, served: ServedModel, move: Callable[[], HistoryEntry]) -> HistoryEntry:
+        """Move the registry pointer with `move` and serve its target, as one step.
+
+        Held under the poller's lock: a poll that read the pointer before `move` cannot install
+        what it read after `served` is in place (a promote and a rollback in quick succession
+        would otherwise end on the older version). If the pointer landed elsewhere than
+        `served` (someone moved it meanwhile), the registry's version is loaded instead."""
+        async with self._lock:
+            entry = await asyncio.to_thread(move)
+            if entry.to_version == served.version:
+                self.install(served)
+            else:
+                await self._refresh_one(served.name)
+            return entry
 
     async def refresh(self) -> bool:
         """Bring every model's serving version in line with the registry's active pointers.

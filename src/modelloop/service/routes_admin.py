@@ -127,12 +127,12 @@ def admin_router(service: Service) -> APIRouter:
         except LoadFailed as e:
             raise Unprocessable(f"version {body.version} not promoted: {e}") from None
         try:
-            entry = await asyncio.to_thread(
-                service.registry.promote, model, body.version, actor, body.reason
+            entry = await service.models.commit(
+                served,
+                lambda: service.registry.promote(model, body.version, actor, body.reason),
             )
         except VersionNotFound as e:
             raise NotFound(str(e)) from None
-        service.models.install(served)
         await asyncio.to_thread(
             service.events.record, model, "promote", actor, entry.model_dump(mode="json")
         )
@@ -165,15 +165,13 @@ def admin_router(service: Service) -> APIRouter:
         except LoadFailed as e:
             raise Unprocessable(f"cannot roll back to version {target}: {e}") from None
         try:
-            entry = await asyncio.to_thread(service.registry.rollback, model, actor, reason)
+            entry = await service.models.commit(
+                served, lambda: service.registry.rollback(model, actor, reason)
+            )
         except RegistryUnavailable:
             raise
         except StoreError as e:  # the history moved meanwhile
             raise Conflict(str(e)) from None
-        if entry.to_version == served.version:
-            service.models.install(served)
-        else:  # someone moved the pointer meanwhile; the poller will catch up
-            await service.models.refresh()
         await asyncio.to_thread(
             service.events.record, model, "rollback", actor, entry.model_dump(mode="json")
         )
