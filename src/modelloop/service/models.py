@@ -26,6 +26,9 @@ from modelloop.store.registry import HistoryEntry, Registry
 
 log = logging.getLogger("modelloop.service")
 
+#: seconds between listings of a remote registry's models (a new model is served within this)
+LIST_INTERVAL = 15.0
+
 
 @dataclass
 class Slot:
@@ -50,6 +53,8 @@ class ModelManager:
         self._lock = asyncio.Lock()
         self.cache = ModelCache(settings.home / "cache") if registry.remote else None
         self.registry_down = False
+        self._names: list[str] = []
+        self._listed_at = 0.0
 
     def _slot(self, served: ServedModel) -> Slot:
         s = self.settings
@@ -135,7 +140,7 @@ class ModelManager:
         False if the registry could not be reached (what serves stays as it is)."""
         async with self._lock:
             try:
-                names = await asyncio.to_thread(self.registry.models)
+                names = await self._model_names()
             except RegistryUnavailable as e:
                 self._registry_failed("list", e)
                 return False
@@ -146,6 +151,16 @@ class ModelManager:
                 log.info("registry reachable again")
                 self.registry_down = False
             return ok
+
+    async def _model_names(self) -> list[str]:
+        """The registry's models. A bucket is listed at most every LIST_INTERVAL seconds (a
+        LIST costs ~12x a GET on AWS S3); the pointers of the models known are read every poll."""
+        now = time.monotonic()
+        if self.registry.remote and self._names and now - self._listed_at < LIST_INTERVAL:
+            return self._names
+        self._names = await asyncio.to_thread(self.registry.models)
+        self._listed_at = now
+        return self._names
 
     async def _refresh_one(self, name: str) -> bool:
         try:

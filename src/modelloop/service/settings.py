@@ -23,7 +23,10 @@ class ServiceSettings(StoreSettings):
         return value
 
     poll_interval: float = Field(
-        default=2.0, gt=0, description="seconds between checks of the registry's active pointers"
+        default=1.0,
+        gt=0,
+        description="seconds between checks of the registry's active pointers (a bucket's "
+        "list of models is read every 15 s)",
     )
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="larger bodies get 413")
     max_connections: int = Field(
