@@ -28,6 +28,8 @@ log = logging.getLogger("modelloop.service")
 
 #: seconds between listings of a remote registry's models (a new model is served within this)
 LIST_INTERVAL = 15.0
+#: seconds a starting service waits for a remote registry before serving from its cache
+CACHE_START_SECONDS = 3.0
 
 
 @dataclass
@@ -196,11 +198,29 @@ class ModelManager:
         return True
 
     async def start(self) -> None:
-        """The first load. With a remote registry away, serve what the cache served last."""
-        if await self.refresh() or self.cache is None or self.active:
+        """The first load. With a remote registry away, serve what the cache served last: a
+        store that does not answer within CACHE_START_SECONDS is not waited for when the cache
+        has something to serve (the watch keeps trying)."""
+        cache = self.cache
+        remembered = {} if cache is None else await asyncio.to_thread(cache.last_active)
+        if cache is None or not remembered:
+            await self.refresh()
             return
-        for name, version in (await asyncio.to_thread(self.cache.last_active)).items():
-            found = await asyncio.to_thread(self.cache.cached, name, version)
+        try:
+            if await asyncio.wait_for(self.refresh(), CACHE_START_SECONDS):
+                return
+        except TimeoutError:
+            self._registry_failed(
+                "list",
+                RegistryUnavailable(
+                    f"registry {self.registry.location}: no answer within "
+                    f"{CACHE_START_SECONDS:g} s at start"
+                ),
+            )
+        for name, version in remembered.items():
+            if name in self.active:
+                continue
+            found = await asyncio.to_thread(cache.cached, name, version)
             if found is None:
                 continue
             try:
