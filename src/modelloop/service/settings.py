@@ -32,8 +32,8 @@ class ServiceSettings(StoreSettings):
     max_connections: int = Field(
         default=1000,
         gt=0,
-        description="open connections served at once; requests on more get 503 (keep it under "
-        "the process's open-file limit)",
+        description="open connections served at once; a connection opened beyond them gets 503 "
+        "(keep it under the process's open-file limit)",
     )
     body_timeout_seconds: float = Field(
         default=10.0,
