@@ -36,7 +36,8 @@ class ErrorBody(BaseModel):
 
 _ERROR_TEXT = {
     400: "malformed request: an empty body, or a body that is not JSON",
-    401: "no admin token, or a wrong one",
+    401: "no bearer token, or a wrong one (admin: MODELLOOP_ADMIN_TOKEN; feedback: "
+    "MODELLOOP_FEEDBACK_TOKEN, when set)",
     403: "admin API disabled (no MODELLOOP_ADMIN_TOKEN on the service)",
     404: "no such model, version or job",
     409: "nothing to roll back to",
