@@ -1,9 +1,11 @@
-"""Feedback integrity in process, on SQLite and PostgreSQL: the optional bearer token."""
+"""Feedback integrity in process, on SQLite and PostgreSQL: the optional bearer token, labels
+checked against the version that made each prediction, one label per prediction id (the
+latest), the id rule and the label length limit."""
 
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydantic import ValidationError
@@ -11,9 +13,12 @@ from service_helpers import ADMIN_TOKEN, MODEL, TestClient, assert_error, copy_h
 from sqlalchemy import func, select
 
 from modelloop.service.app import create_app
+from modelloop.service.feedback import LabelRules
+from modelloop.service.models import ModelManager
 from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import open_database
-from modelloop.store.predictions import PredictionLog
+from modelloop.store.metadata import ModelMetadata
+from modelloop.store.predictions import LogRow, PredictionLog
 from modelloop.store.registry import FolderRegistry
 from modelloop.store.schema import feedback
 
@@ -190,3 +195,160 @@ def test_feedback_token_is_stripped_and_at_least_16_characters(
     monkeypatch.delenv("MODELLOOP_FEEDBACK_TOKEN")
     assert ServiceSettings().feedback_token is None
     assert ServiceSettings(admin_token="off").admin_token is None  # unchanged
+
+
+# -- labels against the version that made the prediction --------------------------------------
+
+
+def test_labels_are_checked_against_the_classes_and_task(
+    fb_client: Callable[..., TestClient], db_url: str
+) -> None:
+    client = fb_client()
+    predict(client, MODEL, ["d-0", "d-1"])
+    predict(client, INTS, ["i-0", "i-1", "i-2"])
+    predict(client, SUGAR, ["s-0", "s-1"])
+    good = [
+        {"id": "d-0", "label": "yes"},
+        {"id": "i-0", "label": 3},
+        {"id": "i-1", "label": 1.0},  # a whole number is the integer class
+        {"id": "s-0", "label": 151},
+        {"id": "nobody", "label": "anything"},  # unknown ids are no error
+    ]
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"id": "d-1", "label": "maybe"}, "not one of the classes of model 'default' version 1"),
+        ({"id": "d-1", "label": 1}, "not one of the classes"),
+        ({"id": "i-2", "label": "1"}, "not one of the classes of model 'ints' version 1"),
+        ({"id": "i-2", "label": 4}, "0, 1, 2, 3"),
+        ({"id": "i-2", "label": 1.5}, "not one of the classes"),
+        ({"id": "s-1", "label": "3.5"}, "must be a number"),
+        ({"id": "s-1", "label": 10**400}, "finite"),
+    ]
+    for item, why in bad:
+        r = post(client, [*good, item])
+        assert_error(r, 422, f"item {len(good)} (id {item['id']!r})", why)
+    assert stored(db_url) == {}  # nothing of a refused request
+    json = {"content-type": "application/json"}
+    for body in (b"NaN", b"1e999", b"-Infinity"):  # Python's JSON parser takes them
+        item = b'{"items": [{"id": "s-1", "label": %s}]}' % body
+        r = client.post(FEEDBACK, content=item, headers=json)
+        assert_error(r, 422, "item 0 (id 's-1')", "finite number", "regression")
+    for body in (b"true", b"null", b"[1]"):
+        item = b'{"items": [{"id": "i-2", "label": %s}]}' % body
+        assert_error(client.post(FEEDBACK, content=item, headers=json), 422, "label")
+    assert stored(db_url) == {}
+    r = post(client, good)
+    assert r.json() == {"received": 5, "matched": 4, "unknown_ids": ["nobody"]}, r.text
+    labels = stored(db_url)
+    assert labels == {"d-0": "yes", "i-0": 3, "i-1": 1, "s-0": 151.0}
+    assert type(labels["i-1"]) is int
+
+
+def test_labels_are_checked_against_the_version_that_predicted(
+    fb_client: Callable[..., TestClient], db_url: str
+) -> None:
+    """`ints` v1 (active) has classes 0..3, v2 only 0 and 1: class 3 labels v1's predictions,
+    not v2's."""
+    client = fb_client()
+    predict(client, INTS, ["by-v1"])
+    predict(client, INTS, ["by-v2"], version=2)
+    assert post(client, [{"id": "by-v1", "label": 3}]).status_code == 200
+    assert_error(
+        post(client, [{"id": "by-v2", "label": 3}]),
+        422,
+        "item 0 (id 'by-v2')",
+        "model 'ints' version 2: 0, 1",
+    )
+    assert post(client, [{"id": "by-v2", "label": 1}]).status_code == 200
+    assert stored(db_url) == {"by-v1": 3, "by-v2": 1}
+
+
+# -- one label per prediction id -------------------------------------------------------------
+
+
+def test_one_label_per_prediction_id_the_latest_wins(
+    fb_client: Callable[..., TestClient], db_url: str
+) -> None:
+    client = fb_client()
+    predict(client, MODEL, ["p-0", "p-1"])
+    items = [{"id": "p-0", "label": ("yes", "no")[i % 2]} for i in range(9_998)]
+    items += [{"id": "p-1", "label": "yes"}, {"id": "p-1", "label": "no"}]
+    r = post(client, items)
+    assert r.json() == {"received": 10_000, "matched": 10_000, "unknown_ids": []}, r.text
+    assert stored(db_url) == {"p-0": "no", "p-1": "no"}  # the last item for each id
+    assert post(client, [{"id": "p-0", "label": "yes"}]).status_code == 200
+    assert stored(db_url) == {"p-0": "yes", "p-1": "no"}  # a later request corrects it
+
+
+# -- ids and label length --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_feedback_ids_follow_the_id_rule(fb_client: Callable[..., TestClient], db_url: str) -> None:
+    client = fb_client()
+    for bad in ("a,b", "tab\there", "nul\x00", "x" * 129, ""):
+        r = post(client, [{"id": "ok", "label": "yes"}, {"id": bad, "label": "yes"}])
+        assert_error(r, 422, "1")
+    # generated ids start with '~': feedback names them
+    r = client.post(f"/v1/models/{MODEL}/predict", json={"instances": [row(0)]})
+    generated = r.json()["predictions"][0]["id"]
+    assert generated.startswith("~")
+    r = post(client, [{"id": generated, "label": "no"}, {"id": "~never:0", "label": "no"}])
+    assert r.json() == {"received": 2, "matched": 1, "unknown_ids": ["~never:0"]}
+    assert stored(db_url) == {generated: "no"}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_label_strings_are_at_most_1000_characters(
+    fb_client: Callable[..., TestClient], db_url: str
+) -> None:
+    client = fb_client()
+    predict(client, MODEL, ["p-0"])
+    r = post(client, [{"id": "p-0", "label": "yes"}, {"id": "ghost", "label": "x" * 1001}])
+    assert_error(r, 422, "item 1 (id 'ghost')", "at most 1000 characters")
+    assert stored(db_url) == {}
+    r = post(client, [{"id": "p-0", "label": "yes"}, {"id": "ghost", "label": "x" * 1000}])
+    assert r.json() == {"received": 2, "matched": 1, "unknown_ids": ["ghost"]}
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["FeedbackItem"]
+    assert schema["properties"]["label"]["maxLength"] == 1000
+
+
+def test_a_label_of_a_version_the_registry_lacks_is_422(
+    fb_client: Callable[..., TestClient], db_url: str
+) -> None:
+    client = fb_client()
+    db = open_database(db_url)
+    try:
+        ghost = LogRow(
+            id="g-0", ts=1.0, model="gone", version=9, features={}, output={}, latency_ms=1.0
+        )
+        assert PredictionLog(db).write([ghost]) == 1
+    finally:
+        db.dispose()
+    r = post(client, [{"id": "g-0", "label": "yes"}])
+    assert_error(r, 422, "item 0 (id 'g-0')", "cannot be checked", "'gone' version 9")
+    assert stored(db_url) == {}
+
+
+def test_label_rules_read_each_version_once(feedback_template: Path) -> None:
+    """A version never changes: its metadata is read from the registry once, and not at all
+    while it is loaded."""
+    registry = FolderRegistry(feedback_template / "registry")
+    reads: list[tuple[str, int]] = []
+
+    class Counting(FolderRegistry):
+        def metadata(self, model: str, version: int) -> ModelMetadata:
+            reads.append((model, version))
+            return registry.metadata(model, version)
+
+    class NothingLoaded:
+        def loaded(self, model: str, version: int) -> None:
+            return None
+
+    rules = LabelRules(
+        Counting(feedback_template / "registry"), cast(ModelManager, NothingLoaded())
+    )
+    for _ in range(3):
+        assert rules.check(0, "a", 2.0, INTS, 1) == 2
+        assert rules.check(1, "b", 1, INTS, 2) == 1
+        assert rules.check(2, "c", 7, SUGAR, 1) == 7.0
+    assert reads == [(INTS, 1), (INTS, 2), (SUGAR, 1)]

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from modelloop.service import api_schema as schema
 from modelloop.service.auth import bearer_scheme, check_bearer, expected_token
 from modelloop.service.errors import NotFound
+from modelloop.service.feedback import LabelRules, check_items
 from modelloop.service.predict import Predictor
 from modelloop.service.state import Service
 from modelloop.store.errors import StoreError
@@ -77,6 +78,8 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         if feedback_token is not None:
             check_bearer(credentials, feedback_token, "feedback")
 
+    labels = LabelRules(service.registry, service.models)
+
     @router.post(
         "/v1/feedback",
         tags=["feedback"],
@@ -94,9 +97,12 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         dependencies=[Depends(feedback_auth)] if feedback_token else [],
     )
     async def feedback(body: schema.FeedbackRequest) -> schema.FeedbackResult:
-        await service.log.written()
         items = [(item.id, item.label) for item in body.items]
-        matched, unknown = await asyncio.to_thread(service.predictions.add_feedback, items)
+        check_items(items)
+        await service.log.written()
+        matched, unknown = await asyncio.to_thread(
+            service.predictions.add_feedback, items, labels.check
+        )
         metrics.feedback_rows.labels("matched").inc(matched)
         metrics.feedback_rows.labels("unknown").inc(len(items) - matched)
         return schema.FeedbackResult(received=len(items), matched=matched, unknown_ids=unknown)
