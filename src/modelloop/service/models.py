@@ -250,6 +250,15 @@ class ModelManager:
             raise self._missing(model)
         return slot
 
+    def loaded(self, model: str, version: int) -> ServedModel | None:
+        """`version` of `model` if it is loaded (active or not), without loading it; safe from
+        a worker thread (it only reads)."""
+        slot = self.active.get(model)
+        if slot is not None and slot.served.version == version:
+            return slot.served
+        other = self._others.get((model, version))
+        return other.served if other is not None else None
+
     def _missing(self, model: str) -> NotFound | Unavailable:
         try:
             check_model_name(model)

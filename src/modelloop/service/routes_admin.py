@@ -1,16 +1,16 @@
 """The admin API: retrain, jobs, promote, rollback. Bearer token compared in constant time."""
 
 import asyncio
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 
 from modelloop.service import api_schema as schema
-from modelloop.service.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from modelloop.service.auth import bearer_scheme, check_bearer, expected_token
+from modelloop.service.errors import Conflict, Forbidden, NotFound, Unprocessable
 from modelloop.service.loading import LoadFailed
 from modelloop.service.routes_v1 import json_response
 from modelloop.service.state import Service
@@ -24,14 +24,11 @@ from modelloop.store.errors import (
 
 
 def admin_router(service: Service) -> APIRouter:
-    token = service.settings.admin_token
-    expected = token.get_secret_value().encode() if token is not None else None
+    expected = expected_token(service.settings.admin_token)
 
     # Documents the scheme in OpenAPI; `authorise` gives the answers (403 when admin is off).
-    bearer = HTTPBearer(
-        auto_error=False,
-        scheme_name="adminToken",
-        description="MODELLOOP_ADMIN_TOKEN, as 'Authorization: Bearer <token>'",
+    bearer = bearer_scheme(
+        "adminToken", "MODELLOOP_ADMIN_TOKEN, as 'Authorization: Bearer <token>'"
     )
 
     def authorise(
@@ -40,10 +37,7 @@ def admin_router(service: Service) -> APIRouter:
     ) -> str:
         if not expected:
             raise Forbidden("admin API disabled: set MODELLOOP_ADMIN_TOKEN to enable it")
-        if credentials is None:
-            raise Unauthorized("admin API needs 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(credentials.credentials.strip().encode(), expected):
-            raise Unauthorized("admin token is not valid")
+        check_bearer(credentials, expected, "admin")
         client = request.client.host if request.client else "unknown"
         return f"admin@{client}"
 

@@ -2,14 +2,17 @@
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
 
 from modelloop.service import api_schema as schema
+from modelloop.service.auth import bearer_scheme, check_bearer, expected_token
 from modelloop.service.errors import NotFound
+from modelloop.service.feedback import LabelRules, check_items
 from modelloop.service.predict import Predictor
 from modelloop.service.state import Service
 from modelloop.store.errors import StoreError
@@ -63,17 +66,43 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         reply = await predictor.v1(model, str(version), await request.body())
         return Response(reply.body, media_type=reply.media_type)
 
+    # Feedback: open unless MODELLOOP_FEEDBACK_TOKEN is set (then the scheme is in OpenAPI).
+    feedback_token = expected_token(service.settings.feedback_token)
+    feedback_bearer = bearer_scheme(
+        "feedbackToken", "MODELLOOP_FEEDBACK_TOKEN, as 'Authorization: Bearer <token>'"
+    )
+
+    def feedback_auth(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(feedback_bearer)],
+    ) -> None:
+        if feedback_token is not None:
+            check_bearer(credentials, feedback_token, "feedback")
+
+    labels = LabelRules(service.registry, service.models)
+
     @router.post(
         "/v1/feedback",
         tags=["feedback"],
         summary="Ground truth for predictions",
         response_model=schema.FeedbackResult,
-        responses=schema.responses(400, 413, 415, 422, 503, body=schema.FeedbackResult),
+        responses=schema.responses(
+            *((401,) if feedback_token else ()),
+            400,
+            413,
+            415,
+            422,
+            503,
+            body=schema.FeedbackResult,
+        ),
+        dependencies=[Depends(feedback_auth)] if feedback_token else [],
     )
     async def feedback(body: schema.FeedbackRequest) -> schema.FeedbackResult:
-        await service.log.written()
         items = [(item.id, item.label) for item in body.items]
-        matched, unknown = await asyncio.to_thread(service.predictions.add_feedback, items)
+        check_items(items)
+        await service.log.written()
+        matched, unknown = await asyncio.to_thread(
+            service.predictions.add_feedback, items, labels.check
+        )
         metrics.feedback_rows.labels("matched").inc(matched)
         metrics.feedback_rows.labels("unknown").inc(len(items) - matched)
         return schema.FeedbackResult(received=len(items), matched=matched, unknown_ids=unknown)

@@ -1,12 +1,18 @@
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from modelloop.store.settings import StoreSettings
+
+MIN_TOKEN = 16  # characters in a configured feedback token, at least
 
 
 class ServiceSettings(StoreSettings):
     """`MODELLOOP_*` settings of the HTTP service."""
+
+    # A settings error names the field and what is wrong, never the value given (a token).
+    model_config = SettingsConfigDict(**StoreSettings.model_config, hide_input_in_errors=True)
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port")
@@ -20,6 +26,30 @@ class ServiceSettings(StoreSettings):
         """`off` (as `modelloop up` passes it) and an empty value both mean admin off."""
         if isinstance(value, str) and value.strip().lower() in ("", "off"):
             return None
+        return value
+
+    feedback_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token that POST /v1/feedback requires (`Authorization: Bearer "
+        f"<token>`), at least {MIN_TOKEN} characters, surrounding whitespace ignored (a "
+        "Secret file's trailing newline); unset: feedback open to anyone who can reach the "
+        "service",
+    )
+
+    @field_validator("feedback_token", mode="before")
+    @classmethod
+    def _feedback_token(cls, value: Any) -> Any:
+        """Stripped (a file's trailing newline must match), and long enough to be a secret;
+        a value that is set but empty is refused, not taken to mean open."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if len(value) < MIN_TOKEN:
+                raise ValueError(
+                    f"MODELLOOP_FEEDBACK_TOKEN must be at least {MIN_TOKEN} characters "
+                    "(surrounding whitespace ignored); unset it to leave feedback open"
+                )
         return value
 
     poll_interval: float = Field(
