@@ -10,6 +10,14 @@ from modelloop.store.registry import FolderRegistry
 
 TYPED = f"/v1/models/{MODEL}/predict"
 TYPED_VERSION = f"/v1/models/{MODEL}/versions/{{version}}/predict"
+INFER = f"/v2/models/{MODEL}/infer"
+INFER_VERSION = f"/v2/models/{MODEL}/versions/{{version}}/infer"
+GENERIC = [
+    "/v1/models/{model}/predict",
+    "/v1/models/{model}/versions/{version}/predict",
+    "/v2/models/{model}/infer",
+    "/v2/models/{model}/versions/{version}/infer",
+]
 
 
 def _body(operation: dict[str, Any]) -> dict[str, Any]:
@@ -50,17 +58,29 @@ def test_a_served_model_has_typed_predict_operations(client: TestClient) -> None
     (version,) = paths[TYPED_VERSION]["post"]["parameters"]
     assert version["schema"]["enum"] == [1, 2]
     # The generic operations describe the other models only (a literal path wins in OpenAPI).
-    for generic in ("/v1/models/{model}/predict", "/v1/models/{model}/versions/{version}/predict"):
+    for generic in GENERIC:
         (model, *_) = paths[generic]["post"]["parameters"]
         assert model["schema"]["not"] == {"enum": [MODEL]}
 
 
-def test_the_typed_example_is_answered(client: TestClient) -> None:
-    typed = client.get("/openapi.json").json()["paths"][TYPED]["post"]
-    example = typed["requestBody"]["content"]["application/json"]["example"]
-    r = client.post(TYPED, json=example)
-    assert r.status_code == 200, r.text
-    assert r.json()["predictions"][0]["label"] in ("no", "yes")
+def test_a_served_model_has_typed_infer_operations(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    inputs = _body(paths[INFER]["post"])["properties"]["inputs"]
+    assert inputs["minItems"] == inputs["maxItems"] == len(FEATURES)
+    tensors = {t["properties"]["name"]["const"]: t for t in inputs["items"]["oneOf"]}
+    assert list(tensors) == FEATURES
+    assert tensors["region"]["properties"]["datatype"] == {"const": "BYTES"}
+    assert "FP32" in tensors["age"]["properties"]["datatype"]["enum"]
+    (version,) = paths[INFER_VERSION]["post"]["parameters"]
+    assert version["schema"]["enum"] == ["1", "2"]
+
+
+def test_the_typed_examples_are_answered(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (TYPED, INFER):
+        example = paths[path]["post"]["requestBody"]["content"]["application/json"]["example"]
+        r = client.post(path, json=example)
+        assert r.status_code == 200, r.text
 
 
 def test_the_schema_is_cached_while_nothing_changes(client: TestClient) -> None:
@@ -97,6 +117,8 @@ def test_the_schema_follows_a_promoted_version_with_other_features(
     assert not set(meta.feature_names) & set(FEATURES)
     labels = _prediction(paths[TYPED]["post"])["properties"]["label"]["enum"]
     assert labels == meta.classes
+    inputs = _body(paths[INFER]["post"])["properties"]["inputs"]["items"]["oneOf"]
+    assert [t["properties"]["name"]["const"] for t in inputs] == meta.feature_names
     # Versions 1 and 2 take other features: the typed version route is for version 3 only.
     (version,) = paths[TYPED_VERSION]["post"]["parameters"]
     assert version["schema"]["enum"] == [3]

@@ -7,15 +7,16 @@ part of the schema (and a few find nothing to act on: no route deletes anything,
 identity). The examples, coverage and fuzzing phases run for each operation.
 
 The schema is the one an app serving the trained registry answers at /openapi.json, so it
-holds the typed operations of `default` (`/v1/models/default/predict` and its versions route,
-see service/model_openapi.py) besides the generic `{model}` ones, which now describe the models
-without a typed operation (any other name: 404). Those get every check unrelaxed. One
-adjustment remains, for the OIP infer operations: they serve any model and a tensor request
-cannot be typed in JSON Schema (every tensor's shape must give the same rows, its data as many
-values), so a body that fits the schema but not the model may get the documented 422 from
-`positive_data_acceptance`. And one rule of v1 predict is out of JSON Schema's reach: `ids`
-has as many items as `instances`, each printable (a Unicode category); `map_case` makes the
-positive cases keep it, as the schema's description asks callers to.
+holds the typed operations of `default` (`/v1/models/default/predict`, `/v2/models/default/infer`
+and their versions routes, see service/model_openapi.py) besides the generic `{model}` ones,
+which now describe the models without a typed operation (any other name: 404). The v1 ones get
+every check unrelaxed. One adjustment remains, for the OIP infer operations: a tensor request
+cannot be fully typed in JSON Schema (every tensor's shape must give the same rows, its data as
+many values, each feature's tensor once), so a body that fits the schema but not the model may
+get the documented 422 from `positive_data_acceptance`. And one rule of v1 predict is out of
+JSON Schema's reach: `ids` has as many items as `instances`, each printable (a Unicode
+category); `map_case` makes the positive cases keep it, as the schema's description asks
+callers to.
 
 Each operation gets its own app from `create_app`, over a copy of the trained registry
 (`default` v1 active after v2 was, so there is something to roll back) and a SQLite database
@@ -75,10 +76,9 @@ CONFIG = SchemathesisConfig.from_dict(
         },
         "operations": [
             {
-                # The OIP infer operations serve any model, and a tensor request cannot be
-                # typed in JSON Schema (see above): a body that fits the schema but not the
-                # model is answered with the documented 422, naming the problem. Every other
-                # status still fails this check.
+                # A tensor request cannot be fully typed in JSON Schema (see above): a body
+                # that fits the schema but not the model is answered with the documented 422,
+                # naming the problem. Every other status still fails this check.
                 "include-path-regex": "/infer$",
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
             }

@@ -1,20 +1,21 @@
-"""Per-model predict operations in the OpenAPI schema, typed from each served version's metadata.
+"""Per-model prediction operations in the OpenAPI schema, typed from each served version's
+metadata.
 
-The generic `/v1/models/{model}/predict` (and `/versions/{version}/predict`) route serves every
-model, so its body cannot name a model's features. For each model serving a version, the schema
-also lists `/v1/models/<name>/predict` and `/v1/models/<name>/versions/{version}/predict` as
-operations of their own: one object per instance with exactly the features (numbers or null;
-categorical values as strings, integers or null, the categories seen listed), and predictions
-with the model's class labels or a value. OpenAPI matches a literal path before a template, so
-the generic operations' `model` parameter excludes the typed names: each request is described
-by one operation. The FastAPI route behind both is the same one.
+The generic `/v1/models/{model}/predict` route (and its versions route, and OIP's
+`/v2/models/{model}[/versions/{version}]/infer`) serves every model, so its body cannot name a
+model's features. For each model serving a version, the schema also lists the same paths with
+the name written in (`/v1/models/<name>/predict`, ...) as operations of their own: v1 takes one
+object per instance with exactly the features and answers the model's class labels or a value;
+OIP takes one tensor per feature, named and typed. OpenAPI matches a literal path before a
+template, so the generic operations' `model` parameter excludes the typed names: each request
+is described by one operation. The FastAPI route behind both is the same one.
 
 What the schema says is what `InputSchema.columns` accepts: a null numeric value is missing
 (the exported graph imputes the training median, whether or not training saw missing values);
 a null categorical value is the missing category; a category not seen in training is accepted
 and one-hot encodes to no category at all (`handle_unknown="ignore"`); an integer for a
 categorical feature is read as its decimal string. JSON Schema cannot say that `ids` has as many
-items as `instances`; the description says it (else 422).
+items as `instances`, nor that OIP tensors' shapes agree: the descriptions say it (else 422).
 """
 
 import copy
@@ -22,12 +23,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelloop.service.inputs import FLOAT32_MAX, MAX_STRING
+from modelloop.service.oip import NUMPY_OF
 from modelloop.store.errors import StoreError
 from modelloop.store.metadata import Feature, ModelMetadata
 from modelloop.store.registry import Registry
 
 PREDICT = "/v1/models/{model}/predict"
 PREDICT_VERSION = "/v1/models/{model}/versions/{version}/predict"
+INFER = "/v2/models/{model}/infer"
+INFER_VERSION = "/v2/models/{model}/versions/{version}/infer"
 # The largest integer JSON parsing takes: orjson reads one past 64 bits as a double, and from
 # here on that rounds to infinity (a 400). Written out, as the parser sees the digits.
 INTEGER_MAX = 2**1024 - 2**970 - 1
@@ -137,22 +141,70 @@ def _response(meta: ModelMetadata, versions: Sequence[int] | None) -> dict[str, 
     }
 
 
+def _infer_body(meta: ModelMetadata, generic: Mapping[str, Any]) -> dict[str, Any]:
+    """The generic OIP request with one tensor per feature, named and typed (a numeric feature
+    takes any number type, a categorical one BYTES). That the tensors' shapes agree, and match
+    their data, JSON Schema cannot say: the description does (else 422)."""
+    body = copy.deepcopy(dict(generic))
+    media = body["content"]["application/json"]
+    props = media["schema"]["properties"]
+    inputs = props["inputs"]
+    tensor = inputs["items"]
+    numeric = sorted(NUMPY_OF)
+    tensors = []
+    for f in meta.features:
+        typed = copy.deepcopy(tensor)
+        typed["title"] = f.name
+        typed["properties"]["name"] = {"const": f.name}
+        typed["properties"]["datatype"] = (
+            {"enum": numeric} if f.kind == "numeric" else {"const": "BYTES"}
+        )
+        tensors.append(typed)
+    n = len(meta.features)
+    inputs.update(minItems=n, maxItems=n, items={"oneOf": tensors})
+    inputs["description"] = (
+        f"one tensor per feature of {meta.name} v{meta.version}, each of shape [rows] or "
+        "[rows, 1] with as many values, every tensor the same rows (else 422)"
+    )
+    props["outputs"]["items"]["properties"]["name"] = {"enum": list(meta.outputs)}
+    media["example"] = {
+        "inputs": [
+            {
+                "name": f.name,
+                "datatype": "FP32" if f.kind == "numeric" else "BYTES",
+                "shape": [1, 1],
+                "data": [_example(f)],
+            }
+            for f in meta.features
+        ]
+    }
+    return body
+
+
 def _operation(
-    generic: Mapping[str, Any], meta: ModelMetadata, versions: Sequence[int] | None
+    generic: Mapping[str, Any], meta: ModelMetadata, versions: Sequence[int] | None, oip: bool
 ) -> dict[str, Any]:
     op = copy.deepcopy(dict(generic))
     op["operationId"] = f"{op['operationId']}__{meta.name}".replace("-", "_")
     op["summary"] = f"{op['summary']}: {meta.name}"
+    about = f"GET /v2/models/{meta.name}" if oip else f"GET /v1/models/{meta.name}"
     op["description"] = (
         f"{meta.name} ({meta.task}, {meta.estimator}), typed from version {meta.version}'s "
-        f"features. GET /v1/models/{meta.name} describes it."
+        f"features. {about} describes it."
     )
     params = [p for p in op.get("parameters", []) if p["name"] != "model"]
     for p in params:
         if p["name"] == "version" and versions is not None:
-            p["schema"] = {"type": "integer", "enum": list(versions)}
+            p["schema"] = (
+                {"type": "string", "enum": [str(v) for v in versions]}
+                if oip
+                else {"type": "integer", "enum": list(versions)}
+            )
             p["description"] = "a version with these features and outputs"
     op["parameters"] = params
+    if oip:
+        op["requestBody"] = _infer_body(meta, generic["requestBody"])
+        return op
     op["requestBody"] = _body(meta, generic["requestBody"])
     ok = op["responses"]["200"]
     ok["content"] = {"application/json": {"schema": _response(meta, versions)}}
@@ -174,7 +226,7 @@ def add_models(
     names = sorted(meta.name for meta, _ in models)
     if not names:
         return out
-    for template in (PREDICT, PREDICT_VERSION):
+    for template in (PREDICT, PREDICT_VERSION, INFER, INFER_VERSION):
         generic = paths[template]["post"]
         # Its example is a typed model's row: no longer a request this operation describes.
         generic["requestBody"]["content"]["application/json"].pop("example", None)
@@ -185,17 +237,19 @@ def add_models(
                     "pattern": p["schema"]["pattern"],
                     "not": {"enum": names},
                 }
+                typed = template.replace("{model}", "<name>").replace("/versions/{version}", "")
                 p["description"] = (
-                    "a model without a typed operation of its own (those are listed as "
-                    "/v1/models/<name>/predict)"
+                    f"a model without a typed operation of its own (those are listed as {typed})"
                 )
     for meta, versions in sorted(models, key=lambda m: m[0].name):
-        paths[PREDICT.replace("{model}", meta.name)] = {
-            "post": _operation(paths[PREDICT]["post"], meta, None)
-        }
-        paths[PREDICT_VERSION.replace("{model}", meta.name)] = {
-            "post": _operation(paths[PREDICT_VERSION]["post"], meta, versions)
-        }
+        for template, oip in ((PREDICT, False), (INFER, True)):
+            version_template = PREDICT_VERSION if template == PREDICT else INFER_VERSION
+            paths[template.replace("{model}", meta.name)] = {
+                "post": _operation(paths[template]["post"], meta, None, oip)
+            }
+            paths[version_template.replace("{model}", meta.name)] = {
+                "post": _operation(paths[version_template]["post"], meta, versions, oip)
+            }
     return out
 
 
