@@ -6,32 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import MODEL, TestClient, copy_home
+from service_helpers import TestClient, copy_home, train_template
 
 from modelloop.service.app import create_app
 from modelloop.service.settings import ServiceSettings
-from modelloop.store.registry import FolderRegistry
 
 
 @pytest.fixture(scope="session")
 def template_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory whose registry holds `default` v1 (logreg, active) and v2 (random
     forest, published but not active). Trained once; tests work on copies."""
-    from modelloop.training.pipeline import TrainRequest, run_training
-
-    home = tmp_path_factory.mktemp("template-home")
-    registry = FolderRegistry(home / "registry")
-    first = run_training(
-        TrainRequest(model=MODEL, rows=2000, seed=0, estimator="logreg", promote="always"),
-        registry,
-    )
-    second = run_training(
-        TrainRequest(model=MODEL, rows=2000, seed=1, estimator="random_forest", promote="never"),
-        registry,
-    )
-    assert (first.metadata.version, second.metadata.version) == (1, 2)
-    assert registry.active(MODEL) == 1
-    return home
+    return train_template(tmp_path_factory.mktemp("template-home"))
 
 
 @pytest.fixture

@@ -133,6 +133,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def train_template(home: Path) -> Path:
+    """Train into `home`'s registry `default` v1 (logreg, active) and v2 (random forest,
+    published but not active)."""
+    from modelloop.store.registry import FolderRegistry
+    from modelloop.training.pipeline import TrainRequest, run_training
+
+    registry = FolderRegistry(home / "registry")
+    first = run_training(
+        TrainRequest(model=MODEL, rows=2000, seed=0, estimator="logreg", promote="always"),
+        registry,
+    )
+    second = run_training(
+        TrainRequest(model=MODEL, rows=2000, seed=1, estimator="random_forest", promote="never"),
+        registry,
+    )
+    assert (first.metadata.version, second.metadata.version) == (1, 2)
+    assert registry.active(MODEL) == 1
+    return home
+
+
 def copy_home(template: Path, dest: Path) -> Path:
     """A private data directory holding a copy of the trained registry."""
     shutil.copytree(template / "registry", dest / "registry")

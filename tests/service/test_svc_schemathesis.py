@@ -6,6 +6,20 @@ methods, missing and ignored auth; ...) but `max_response_time`, which needs a l
 part of the schema (and a few find nothing to act on: no route deletes anything, there is one
 identity). The examples, coverage and fuzzing phases run for each operation.
 
+The schema is the one an app serving the trained registry answers at /openapi.json, so it
+holds the typed operations of `default` (`/v1/models/default/predict`, `/v2/models/default/infer`
+and their versions routes, see service/model_openapi.py) besides the generic `{model}` ones,
+which now describe the models without a typed operation (any other name: 404). The v1 ones get
+every check unrelaxed. One adjustment remains, for the OIP infer operations: a tensor request
+cannot be fully typed in JSON Schema (every tensor's shape must give the same rows, its data as
+many values, each feature's tensor once), so a body that fits the schema but not the model may
+get the documented 422 from `positive_data_acceptance`. And one rule of v1 predict is out of
+JSON Schema's reach: `ids` has as many items as `instances`, each printable (a Unicode
+category); `map_case` makes the positive cases keep it, as the schema's description asks
+callers to, and keeps the same rule for the ids of `/v1/feedback` items. (Feedback labels are
+checked against the classes of the version that made the prediction; generated ids name no
+logged prediction, so they are answered as `unknown_ids`, never a 422.)
+
 Each operation gets its own app from `create_app`, over a copy of the trained registry
 (`default` v1 active after v2 was, so there is something to roll back) and a SQLite database
 holding one job and one drift report, with an admin token so the admin routes run too.
@@ -14,20 +28,26 @@ fixed, so a run is reproducible; a failure names the operation, the check and a 
 replay it.
 """
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
-from schemathesis import Case
+from schemathesis import Case, GenerationMode, HookContext
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi
-from service_helpers import ADMIN_TOKEN, MODEL
+from service_helpers import ADMIN_TOKEN, MODEL, TestClient, copy_home, train_template
 from starlette.types import Receive, Scope, Send
 
 from modelloop.service.app import create_app
+from modelloop.service.errors import Unprocessable
+from modelloop.service.ids import check_prediction_id
 from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import Database
 from modelloop.store.jobs import JobQueue
@@ -58,16 +78,10 @@ CONFIG = SchemathesisConfig.from_dict(
         },
         "operations": [
             {
-                # The four prediction operations serve any model, so their request schema
-                # cannot name a model's features: a body that fits the schema but not the
-                # model (a feature missing or unknown, a string for a numeric feature, ids
-                # not one per instance, a tensor shape other than [rows, 1]) is answered
-                # with the documented 422, naming the problem. Likewise feedback: a label
-                # is checked against the classes (or task) of the version that made the
-                # prediction it labels, and ids (there as in predict) follow the id rule the
-                # schema gives in words (printable, no comma). Every other status still
-                # fails this check.
-                "include-path-regex": "/(predict|infer|feedback)$",
+                # A tensor request cannot be fully typed in JSON Schema (see above): a body
+                # that fits the schema but not the model is answered with the documented 422,
+                # naming the problem. Every other status still fails this check.
+                "include-path-regex": "/infer$",
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
             }
         ],
@@ -94,11 +108,60 @@ class AppUnderTest:
 
 
 APP = AppUnderTest()
-# The schema as the app serves it at /openapi.json (it does not depend on the registry, so an
-# app that is never started, on an in-memory database, is enough to read it).
-OPENAPI = create_app(service_settings(Path("unused"), "sqlite://")).openapi()
+
+
+def _served_schema() -> tuple[Path, dict[str, Any]]:
+    """A trained registry and the schema an app serving it answers at /openapi.json (with an
+    operation per served model). Collection needs the schema, before any fixture runs, so the
+    registry is trained here; `template_home` below hands the same one to the tests."""
+    root = Path(tempfile.mkdtemp(prefix="modelloop-schemathesis-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    template = train_template(root / "template")
+    home = copy_home(template, root / "served")
+    with TestClient(create_app(service_settings(home))) as client:
+        response = client.get("/openapi.json")
+    response.raise_for_status()
+    return template, response.json()
+
+
+TEMPLATE, OPENAPI = _served_schema()
 schema = schemathesis.openapi.from_dict(OPENAPI, config=CONFIG)
 schema.app = APP
+
+
+@schema.hook
+def map_case(context: HookContext, case: Case) -> Case:
+    """Positive predict cases with the ids rule JSON Schema cannot state: as many ids as
+    instances (the longer list is cut to the shorter) and each one valid for
+    `check_prediction_id` (printable is a Unicode category; an invalid one is replaced). The
+    schema's descriptions say both; negative cases are left as generated."""
+    body = case.body
+    if case.meta is None or case.meta.generation.mode != GenerationMode.POSITIVE:
+        return case
+    if case.path == "/v1/feedback" and isinstance(body, dict):
+        return _feedback_case(case, body)
+    if (
+        not case.path.endswith("/predict")
+        or not isinstance(body, dict)
+        or not isinstance(body.get("ids"), list)
+        or not isinstance(body.get("instances"), list)
+    ):
+        return case
+    rows = min(len(body["ids"]), len(body["instances"]))
+    ids: list[str] = []
+    for i, pid in enumerate(body["ids"][:rows]):
+        try:
+            ids.append(check_prediction_id(pid, "ids"))
+        except Unprocessable:
+            ids.append(f"replaced-{i}")
+    case.body = {**body, "ids": ids, "instances": body["instances"][:rows]}
+    return case
+
+
+@pytest.fixture(scope="session")
+def template_home() -> Path:
+    """The registry the schema was read from (see `_served_schema`)."""
+    return TEMPLATE
 
 
 def seed(config: ServiceSettings) -> None:
@@ -128,6 +191,23 @@ def app(home: Path) -> Iterator[FastAPI]:
         # running; stop it here (draining the log writer, closing the database).
         asgi.shutdown_lifespans()
         APP.app = None
+
+
+def _feedback_case(case: Case, body: dict[str, Any]) -> Case:
+    """Positive feedback cases with the same ids rule (generated `~` ids allowed there)."""
+    items = body.get("items")
+    if not isinstance(items, list):
+        return case
+    kept = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            try:
+                check_prediction_id(item.get("id"), "id", generated=True)
+            except Unprocessable:
+                item = {**item, "id": f"replaced-{i}"}
+        kept.append(item)
+    case.body = {**body, "items": kept}
+    return case
 
 
 @pytest.mark.slow

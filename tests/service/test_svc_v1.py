@@ -161,6 +161,17 @@ def test_integers_and_categorical_ints_are_accepted(client: TestClient) -> None:
     assert_prediction(r.json()["predictions"][0])
 
 
+def test_categorical_integer_is_read_as_its_decimal_string(client: TestClient) -> None:
+    # 2.0 is an integer in JSON Schema (the OpenAPI schema documents integers for categorical
+    # features), and orjson reads an integer past 64 bits as a float.
+    values = [7, 7.0, "7", 2**70, "1180591620717411303424"]
+    r = client.post(PREDICT, json={"instances": [{**row(1), "plan": v} for v in values]})
+    assert r.status_code == 200, r.text
+    p = [pred["probabilities"]["yes"] for pred in r.json()["predictions"]]
+    assert p[0] == p[1] == p[2]
+    assert p[3] == p[4]
+
+
 def test_predict_on_a_given_version(client: TestClient) -> None:
     rows = [row(i) for i in range(10)]
     v1 = client.post(f"/v1/models/{MODEL}/versions/1/predict", json={"instances": rows})

@@ -20,9 +20,11 @@ from modelloop.service.errors import ServiceError, retry_after_header
 from modelloop.service.fastpath import FastPath
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
+from modelloop.service.model_openapi import ModelOpenApi
 from modelloop.service.models import ModelManager
 from modelloop.service.predict import Predictor
 from modelloop.service.routes_admin import admin_router
+from modelloop.service.routes_docs import docs_router
 from modelloop.service.routes_oip import oip_router
 from modelloop.service.routes_reports import reports_router
 from modelloop.service.routes_v1 import json_response, v1_router
@@ -49,7 +51,14 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "request is not valid"
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, typed: ModelOpenApi, service: Service) -> dict[str, Any]:
+    """FastAPI's schema with a typed predict operation per served model (model_openapi.py),
+    rebuilt when what serves changes."""
+    served = [slot.served.metadata for slot in list(service.models.active.values())]
+    return typed.schema(_routes_openapi(app), served)
+
+
+def _routes_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, less the 422 it adds by itself to every route with parameters: its
     body shape (`HTTPValidationError`) is not ours, and the routes whose requests can fail
     validation declare their 422 with our `{"error": ...}` body."""
@@ -136,6 +145,10 @@ def create_app(
         version=modelloop.__version__,
         lifespan=lifespan,
         description="Predictions from ONNX models, with feedback, drift and retraining.",
+        # Served by routes_docs.py, off the event loop.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
 
@@ -175,7 +188,9 @@ def create_app(
     app.include_router(admin_router(service))
     app.include_router(reports_router(service))
 
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    typed = ModelOpenApi(registry)
+    app.openapi = lambda: _openapi(app, typed, service)  # type: ignore[method-assign]
+    app.include_router(docs_router(app.openapi, app.title))
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

@@ -79,6 +79,10 @@ class InputSchema:
                         col.append("")
                     elif type(value) is int:
                         col.append(str(value))
+                    elif type(value) is float and value.is_integer():
+                        # JSON Schema's integer includes 2.0; orjson reads a JSON integer
+                        # past 64 bits as a float too
+                        col.append(str(int(value)))
                     else:
                         raise Unprocessable(
                             f"instance {index}: feature {name!r} must be a string or null, got "
