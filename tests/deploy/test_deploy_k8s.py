@@ -339,7 +339,7 @@ def _service_answers(paths: set[str], home: Path) -> dict[str, int]:
     from modelloop.service.app import create_app
     from modelloop.service.settings import ServiceSettings
 
-    with TestClient(create_app(ServiceSettings(home=home))) as client:
+    with TestClient(create_app(ServiceSettings(home=home, grpc_port=0))) as client:
         return {p: client.get(p).status_code for p in paths}
 
 
