@@ -26,6 +26,12 @@ class KServeClient:
     def close(self) -> None:
         self.channel.close()
 
+    def __enter__(self) -> "KServeClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def raw(self, method: str, body: bytes, timeout: float = 30.0) -> bytes:
         call = self.channel.unary_unary(SERVICE + method)
         reply: bytes = call(body, timeout=timeout)

@@ -94,8 +94,8 @@ class _Expect:
             message = exc.message()
         else:
             assert isinstance(exc, grpc.RpcError), exc
-            assert status_of(exc) == self.code, (status_of(exc), exc.details())  # type: ignore[attr-defined]
-            message = exc.details()  # type: ignore[attr-defined]
+            assert status_of(exc) == self.code, (status_of(exc), exc.details())
+            message = exc.details()
         for word in self.words:
             assert word in message, (word, message)
         return True
@@ -269,7 +269,7 @@ def test_bad_input_is_invalid_argument_and_concurrent_good_calls_succeed(
                     pb.ModelInferResponse.FromString(call(body, timeout=30.0))
                     good.append(1)
                 except grpc.RpcError as e:
-                    errors.append(f"{status_of(e)}: {e.details()}")  # type: ignore[attr-defined]
+                    errors.append(f"{status_of(e)}: {e.details()}")
 
     threads = [threading.Thread(target=load, args=(t,)) for t in range(3)]
     for t in threads:
@@ -407,3 +407,41 @@ def test_hot_swap_under_grpc_load_fails_no_call(template_home: Path, tmp_path: P
             for t in threads:
                 t.join(30)
     assert not errors, errors[:3]
+
+
+def test_a_log_that_takes_no_rows_answers_unavailable_with_retry_after(
+    template_home: Path, tmp_path: Path
+) -> None:
+    from test_svc_log_outage import env, unwritable_spool
+    from test_svc_outage import sqlite_outage
+
+    home = copy_home(template_home, tmp_path / "home")
+    codes: dict[str, int] = {}
+    refusals: list[tuple[str, dict[str, str]]] = []
+    with (
+        unwritable_spool(home, "file"),
+        running_server(home, env()) as server,
+        KServeClient(server.grpc_target) as client,
+    ):
+        client.infer(typed_request([row(0)], MODEL))
+        with sqlite_outage(home):
+            until = time.monotonic() + 8
+            i = 1
+            while time.monotonic() < until and "UNAVAILABLE" not in codes:
+                try:
+                    client.infer(typed_request([row(i)], MODEL), timeout=15.0)
+                    codes["OK"] = codes.get("OK", 0) + 1
+                except grpc.RpcError as e:
+                    codes[status_of(e).name] = codes.get(status_of(e).name, 0) + 1
+                    refusals.append((e.details(), dict(e.trailing_metadata())))
+                i += 1
+            # Readiness goes false once the writer has failed both the database and the spool.
+            deadline = time.monotonic() + 15
+            while client.server_ready():
+                assert time.monotonic() < deadline, "ServerReady stayed true"
+                time.sleep(0.1)
+    assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
+    assert codes.get("UNAVAILABLE"), codes
+    for details, trailers in refusals:
+        assert "prediction log" in details, details
+        assert int(trailers["retry-after"]) >= 1, trailers
