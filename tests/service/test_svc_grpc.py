@@ -2,6 +2,7 @@
 KServe's proto, logging and feedback by id, status codes, metrics, drain on SIGTERM, swap."""
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -329,6 +330,20 @@ def test_grpc_port_zero_turns_grpc_off(template_home: Path, tmp_path: Path) -> N
         with expect_status(grpc.StatusCode.UNAVAILABLE):
             client.raw("ServerLive", b"", timeout=2.0)
         client.close()
+
+
+def test_a_grpc_port_in_use_stops_the_start_with_the_reason(
+    template_home: Path, tmp_path: Path
+) -> None:
+    home = copy_home(template_home, tmp_path / "home")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ServerProcess(home, {"MODELLOOP_GRPC_PORT": str(port)})
+        with pytest.raises(AssertionError, match=f"cannot listen for gRPC on 127.0.0.1:{port}"):
+            server.start()
+        server.stop()
 
 
 def test_sigterm_finishes_in_flight_grpc_calls_then_drains_the_log(
