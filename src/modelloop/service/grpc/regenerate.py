@@ -1,7 +1,14 @@
 """Regenerate `grpc_predict_v2_pb2.py(i)` from `grpc_predict_v2.proto` (KServe's, unmodified).
 
-Run from the repository root with grpcio-tools installed (a build-time tool only, not a
-dependency of the service): `python src/modelloop/service/grpc/regenerate.py`.
+Run with grpcio-tools installed (a build-time tool only, not a dependency of the service, so
+in a venv of its own: it upgrades setuptools where it goes). The committed files come from
+grpcio-tools 1.81.1 (protobuf gencode 6.33.5, hence `protobuf>=6.33.5` in the serve extra):
+
+    python3 -m venv /tmp/grpctools && /tmp/grpctools/bin/pip install grpcio-tools==1.81.1
+    /tmp/grpctools/bin/python src/modelloop/service/grpc/regenerate.py
+
+The proto is KServe's `python/kserve/kserve/protocol/grpc/grpc_predict_v2.proto`, unmodified
+(Triton's `grpc_service.proto` is a superset: same package, service, names and field numbers).
 
 The generated module registers its messages in a descriptor pool of its own, not protobuf's
 default pool: tritonclient and kserve define the same `inference.*` names in theirs, and one
