@@ -57,14 +57,16 @@ ENV PATH=/opt/modelloop/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
     HOME=/tmp \
     MODELLOOP_HOME=/var/lib/modelloop \
     MODELLOOP_HOST=0.0.0.0 \
-    MODELLOOP_PORT=8000
+    MODELLOOP_PORT=8000 \
+    MODELLOOP_GRPC_PORT=8081
 COPY --from=deps-serve /opt/modelloop /opt/modelloop
 COPY --from=deps-serve --chown=10001:10001 /out/data /var/lib/modelloop
 COPY deploy/docker/healthcheck.py /opt/modelloop/healthcheck.py
 WORKDIR /var/lib/modelloop
 USER 10001:10001
 VOLUME ["/var/lib/modelloop"]
-EXPOSE 8000
+# HTTP, and the Open Inference Protocol over gRPC
+EXPOSE 8000 8081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python3", "/opt/modelloop/healthcheck.py"]
 ENTRYPOINT ["modelloop"]

@@ -68,6 +68,9 @@ def _serve_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     p = sub.add_parser("serve", help="run the HTTP service (settings from MODELLOOP_*)")
     p.add_argument("--host", help="default: MODELLOOP_HOST or 127.0.0.1")
     p.add_argument("--port", type=int, help="default: MODELLOOP_PORT or 8000")
+    p.add_argument(
+        "--grpc-port", type=int, help="OIP gRPC; default: MODELLOOP_GRPC_PORT or 8081; 0: off"
+    )
 
 
 def _monitor_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -88,6 +91,9 @@ def _up_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     )
     p.add_argument("--host", help="default: MODELLOOP_HOST or 127.0.0.1")
     p.add_argument("--port", type=int, help="default: MODELLOOP_PORT or 8000")
+    p.add_argument(
+        "--grpc-port", type=int, help="OIP gRPC; default: MODELLOOP_GRPC_PORT or 8081; 0: off"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from modelloop.service.server import serve
         from modelloop.service.settings import ServiceSettings
 
-        overrides = {k: v for k in ("host", "port") if (v := getattr(args, k)) is not None}
+        overrides = {
+            k: v for k in ("host", "port", "grpc_port") if (v := getattr(args, k)) is not None
+        }
         return serve(ServiceSettings(**overrides))
     if args.command == "monitor":
         from modelloop.monitoring.server import run_monitor
@@ -149,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         from modelloop.up import up_command
 
-        return up_command(args.host, args.port)
+        return up_command(args.host, args.port, args.grpc_port)
     raise AssertionError(args.command)
 
 

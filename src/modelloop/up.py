@@ -91,7 +91,12 @@ def _example(host: str, port: int, registry: Registry) -> str:
     )
 
 
-def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
+def up(
+    host: str,
+    port: int,
+    components: Sequence[str] = COMPONENTS,
+    grpc_port: int | None = None,
+) -> int:
     settings = StoreSettings()
     registry = open_registry(settings.registry_location)
     if not registry.models():
@@ -109,6 +114,9 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
         "MODELLOOP_HOST": host,
         "MODELLOOP_PORT": str(port),
     }
+    if grpc_port is not None:
+        env["MODELLOOP_GRPC_PORT"] = str(grpc_port)
+    grpc_shown = env.get("MODELLOOP_GRPC_PORT", "8081")
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name in components:
         procs[name] = subprocess.Popen([sys.executable, "-m", "modelloop.cli", name], env=env)
@@ -130,6 +138,8 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
         if not shown and _ready(f"http://{host}:{port}/v2/health/ready"):
             shown = True
             progress(f"\nmodelloop is up: http://{host}:{port}  (API docs: /docs)")
+            if grpc_shown != "0":
+                progress(f"OIP gRPC (inference.GRPCInferenceService): {host}:{grpc_shown}")
             progress(admin_line)
             example = _example(host, port, registry)
             if example:
@@ -154,10 +164,13 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
     return code
 
 
-def up_command(host: str | None, port: int | None) -> int:
+def up_command(host: str | None, port: int | None, grpc_port: int | None = None) -> int:
     if port is not None and not 0 < port < 65536:
         return fail("--port must be between 1 and 65535")
+    if grpc_port is not None and not 0 <= grpc_port < 65536:
+        return fail("--grpc-port must be between 0 (off) and 65535")
     return up(
         host or os.environ.get("MODELLOOP_HOST", "127.0.0.1"),
         port or int(os.environ.get("MODELLOOP_PORT", "8000")),
+        grpc_port=grpc_port,
     )

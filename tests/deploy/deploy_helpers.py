@@ -153,7 +153,7 @@ def scrape_service_app() -> str:
     from modelloop.service.settings import ServiceSettings
 
     with tempfile.TemporaryDirectory() as home:
-        app = create_app(ServiceSettings(home=Path(home)))
+        app = create_app(ServiceSettings(home=Path(home), grpc_port=0))
         with TestClient(app) as client:
             client.post("/v1/models/nosuch/predict", json={"instances": [{"a": 1}]})
             r = client.get("/metrics")

@@ -283,8 +283,8 @@ def test_ports_paths_and_commands_exist_in_the_code(
         args = parser.parse_args(c["args"])
         assert args.command == expected[name], c["args"]
     # ports
-    (serve_port,) = cs["serve"]["ports"]
-    assert serve_port["containerPort"] == serve.port
+    serve_ports = {p["name"]: p["containerPort"] for p in cs["serve"]["ports"]}
+    assert serve_ports == {"http": serve.port, "grpc": serve.grpc_port}
     (metrics_port,) = cs["monitor"]["ports"]
     assert metrics_port["containerPort"] == monitor.monitor_port
     services = {s["metadata"]["name"]: s for s in by_kind(overlay, "Service")}
@@ -339,7 +339,7 @@ def _service_answers(paths: set[str], home: Path) -> dict[str, int]:
     from modelloop.service.app import create_app
     from modelloop.service.settings import ServiceSettings
 
-    with TestClient(create_app(ServiceSettings(home=home))) as client:
+    with TestClient(create_app(ServiceSettings(home=home, grpc_port=0))) as client:
         return {p: client.get(p).status_code for p in paths}
 
 
@@ -483,7 +483,9 @@ def test_prod_prometheus_operator_resources() -> None:
             for k, v in sm["spec"]["selector"]["matchLabels"].items()
         )
     }
-    assert {e["port"] for e in sm["spec"]["endpoints"]} == ports == {"http", "metrics"}
+    # Every port that serves /metrics is scraped; the OIP gRPC port serves none.
+    assert ports == {"http", "grpc", "metrics"}
+    assert {e["port"] for e in sm["spec"]["endpoints"]} == ports - {"grpc"}
     assert all(e["path"] == "/metrics" for e in sm["spec"]["endpoints"])
     (rule,) = by_kind("prod", "PrometheusRule")
     from deploy_helpers import rule_groups

@@ -35,6 +35,7 @@ def new_client(home: Path) -> Callable[..., TestClient]:
             "database_url": None,
             "admin_token": None,
             "poll_interval": 0.2,
+            "grpc_port": 0,  # off in process: tests that need it start it on a free port
         }
         values.update(overrides)
         return TestClient(create_app(ServiceSettings(**values)))

@@ -222,7 +222,12 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / f"server-{self.port}.log"
         base = {k: v for k, v in os.environ.items() if not k.startswith("MODELLOOP_")}
-        base.update({"MODELLOOP_HOME": str(home), **(env or {})})
+        # A free gRPC port of its own: the default (8081) would be shared by every server.
+        self.grpc_port = free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        base.update(
+            {"MODELLOOP_HOME": str(home), "MODELLOOP_GRPC_PORT": str(self.grpc_port), **(env or {})}
+        )
         self.env = base
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None

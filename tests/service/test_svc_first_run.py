@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import tritonclient.grpc as triton
 from service_helpers import ADMIN_TOKEN
 
 
@@ -34,6 +35,12 @@ def _two_free_ports() -> int:
     raise AssertionError("no two consecutive free ports")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.contextmanager
 def running_up(home: Path, **env: str) -> Iterator[tuple[str, Path]]:
     """`modelloop up` on `home`; yields the service URL and the file its stderr goes to."""
@@ -45,7 +52,11 @@ def running_up(home: Path, **env: str) -> Iterator[tuple[str, Path]]:
     exe = Path(sys.executable).with_name("modelloop")
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(
-            [str(exe), "up", "--port", str(port)], env=base, stdout=out, stderr=subprocess.STDOUT
+            # a free gRPC port: the default (8081) would be shared with any other server
+            [str(exe), "up", "--port", str(port), "--grpc-port", str(_free_port())],
+            env=base,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 90
@@ -78,6 +89,9 @@ def test_first_run_makes_a_private_token_prints_it_and_keeps_it(home: Path) -> N
         assert len(token) >= 32
         text = out.read_text()
         assert f"admin token (kept in {token_file}): {token}" in text
+        grpc_line = re.search(r"OIP gRPC \(inference.GRPCInferenceService\): (\S+)", text)
+        assert grpc_line, text
+        assert triton.InferenceServerClient(grpc_line.group(1)).is_server_ready()
         line = re.search(
             r"curl -s -X POST \S+/retrain -H \"Authorization: Bearer \$\(cat (\S+)\)\"", text
         )

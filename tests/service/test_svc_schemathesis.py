@@ -91,7 +91,11 @@ CONFIG = SchemathesisConfig.from_dict(
 
 def service_settings(home: Path, database_url: str | None = None) -> ServiceSettings:
     return ServiceSettings(
-        home=home, database_url=database_url, admin_token=ADMIN_TOKEN, poll_interval=0.2
+        home=home,
+        database_url=database_url,
+        admin_token=ADMIN_TOKEN,
+        poll_interval=0.2,
+        grpc_port=0,
     )
 
 

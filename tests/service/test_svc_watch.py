@@ -16,7 +16,9 @@ from modelloop.store.registry import FolderRegistry
 
 def test_a_poll_in_flight_does_not_reinstall_the_version_an_admin_rolled_back(home: Path) -> None:
     registry = FolderRegistry(home / "registry")
-    settings = ServiceSettings(home=home, database_url=None, admin_token=None, poll_interval=60)
+    settings = ServiceSettings(
+        home=home, database_url=None, admin_token=None, poll_interval=60, grpc_port=0
+    )
     manager = ModelManager(registry, settings, ServiceMetrics(CollectorRegistry()))
     release = threading.Event()
     loading_v2 = threading.Event()

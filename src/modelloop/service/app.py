@@ -120,6 +120,14 @@ def create_app(
         await service.models.start()
         service.log.start()
         watcher = asyncio.create_task(service.models.watch())
+        grpc_server = None
+        if settings.grpc_port:
+            # Imported only when on: grpcio stays out of a process that serves HTTP only.
+            from modelloop.service.grpc.server import GrpcServer
+
+            grpc_server = GrpcServer(service, predictor)
+            await grpc_server.start()
+            service.on_drain.append(grpc_server.stop)
         service.started = True
         # Everything loaded so far lives as long as the process: keep the collector from
         # walking it again on every full collection (those walks were the p99 outliers).
@@ -134,6 +142,8 @@ def create_app(
             yield
         finally:
             service.draining = True
+            if grpc_server is not None:
+                await grpc_server.stop()  # done already under uvicorn; not under a TestClient
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher

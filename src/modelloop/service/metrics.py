@@ -29,7 +29,7 @@ class ServiceMetrics:
         self.registry = registry
         self.requests = Counter(
             "modelloop_requests",
-            "HTTP requests answered",
+            "requests answered, HTTP and gRPC (code: the HTTP status, or its equivalent for gRPC)",
             ["model", "version", "endpoint", "code"],
             registry=registry,
         )

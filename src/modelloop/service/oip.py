@@ -13,6 +13,7 @@ from modelloop.service.body import ascii_digits
 from modelloop.service.errors import BadRequest, Unprocessable
 from modelloop.service.ids import check_prediction_id
 from modelloop.service.inputs import MAX_STRING
+from modelloop.service.served import ServedModel
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -116,6 +117,13 @@ def encode_bytes(values: list[str]) -> bytes:
     return b"".join(parts)
 
 
+def tensor_bytes(datatype: str, arr: np.ndarray) -> bytes:
+    """An output's raw bytes: row-major values, BYTES as length-prefixed UTF-8."""
+    if datatype == "BYTES":
+        return encode_bytes([str(v) for v in arr.ravel().tolist()])
+    return np.ascontiguousarray(arr, dtype=NUMPY_OF[datatype]).tobytes()
+
+
 def _shape_rows(name: str, shape: Any) -> tuple[int, int]:
     if (
         type(shape) is not list
@@ -167,6 +175,102 @@ def _lenient_json(raw: bytes, error: Exception) -> Any:
         raise BadRequest(f"inference request is not valid JSON: {e}") from None
 
 
+def check_tensor(name: str, datatype: Any, shape: Any) -> tuple[str, int]:
+    """The datatype and element count of an input tensor the service takes."""
+    count, _ = _shape_rows(name, shape)
+    if type(datatype) is not str or (datatype != "BYTES" and datatype not in NUMPY_OF):
+        raise Unprocessable(f"input {name!r}: datatype {datatype!r} is not supported")
+    return datatype, count
+
+
+def raw_tensor(name: str, datatype: str, count: int, raw: bytes) -> np.ndarray:
+    """An input from its raw bytes: the binary extension over HTTP, raw contents over gRPC."""
+    if datatype == "BYTES":
+        return np.array(_bytes_elements(name, raw, count), dtype=object)
+    itemsize = np.dtype(NUMPY_OF[datatype]).itemsize
+    if len(raw) != count * itemsize:
+        raise Unprocessable(f"input {name!r}: {len(raw)} bytes for {count} {datatype} values")
+    return np.frombuffer(raw, dtype=NUMPY_OF[datatype])
+
+
+def typed_tensor(name: str, datatype: str, count: int, values: list[Any], shape: Any) -> np.ndarray:
+    """An input from its values in order: JSON data over HTTP, typed contents over gRPC
+    (BYTES as str, already decoded)."""
+    if len(values) != count:
+        raise Unprocessable(f"input {name!r}: {len(values)} values for shape {shape}")
+    if datatype == "BYTES":
+        if not all(type(v) is str for v in values):
+            raise Unprocessable(f"input {name!r}: BYTES data must be strings")
+        check_strings(name, values)
+        return np.array(values, dtype=object)
+    if not all(type(v) in (int, float) for v in values):
+        raise Unprocessable(f"input {name!r}: {datatype} data must be numbers")
+    try:
+        # A number too large for the type is the caller's mistake, not an inf.
+        with np.errstate(over="raise"):
+            return np.array(values, dtype=NUMPY_OF[datatype])
+    except (OverflowError, ValueError, FloatingPointError):
+        raise Unprocessable(f"input {name!r}: a value does not fit {datatype}") from None
+
+
+def utf8_elements(name: str, values: list[bytes]) -> list[str]:
+    """BYTES elements sent as bytes (gRPC typed contents), as the strings the model takes."""
+    out: list[str] = []
+    for i, v in enumerate(values):
+        if len(v) > 4 * MAX_STRING:
+            raise _too_long(name, i)
+        try:
+            out.append(v.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _not_utf8(name, i) from None
+    return out
+
+
+class Inputs:
+    """The decoded input tensors of one request, checked as they are added."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.rows: int | None = None
+
+    def add(self, name: str, arr: np.ndarray) -> None:
+        n = len(arr)
+        if name in self.arrays:
+            raise Unprocessable(f"input {name!r} appears twice")
+        if self.rows is not None and n != self.rows:
+            raise Unprocessable(f"input {name!r} has {n} rows, others have {self.rows}")
+        self.rows = n
+        self.arrays[name] = arr
+
+
+def make_request(
+    rid: Any,
+    inputs: Inputs,
+    outputs: list[str] | None,
+    binary_outputs: set[str] | None = None,
+    binary_all: bool = False,
+) -> InferRequest:
+    """The request once its tensors are decoded, whichever protocol carried it."""
+    rows = inputs.rows
+    if rows is None:
+        raise Unprocessable('"inputs" must be a non-empty list of tensors')
+    if rows == 0:
+        raise Unprocessable("inputs have zero rows")
+    if rid is not None and type(rid) is not str:
+        raise Unprocessable('"id" must be a string')
+    if rid:  # "" is no id, as for stock clients
+        # Logged as `<id>:<row>`: the limit holds for the longest of those.
+        check_prediction_id(rid, '"id"', suffix=1 + len(str(rows - 1)))
+    return InferRequest(
+        id=rid or None,
+        inputs=inputs.arrays,
+        rows=rows,
+        outputs=outputs,
+        binary_outputs=binary_outputs or set(),
+        binary_all=binary_all,
+    )
+
+
 def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     binary = b""
     if header_length is not None:
@@ -191,64 +295,28 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
     inputs_in = body.get("inputs")
     if type(inputs_in) is not list or not inputs_in:
         raise Unprocessable('"inputs" must be a non-empty list of tensors')
-    inputs: dict[str, np.ndarray] = {}
-    rows: int | None = None
+    inputs = Inputs()
     offset = 0
     for t in inputs_in:
         if type(t) is not dict or type(t.get("name")) is not str:
             raise Unprocessable("each input needs a name, shape, datatype and data")
-        name, dtype = t["name"], t.get("datatype")
-        count, n = _shape_rows(name, t.get("shape"))
-        if type(dtype) is not str or (dtype != "BYTES" and dtype not in NUMPY_OF):
-            raise Unprocessable(f"input {name!r}: datatype {dtype!r} is not supported")
+        name = t["name"]
+        dtype, count = check_tensor(name, t.get("datatype"), t.get("shape"))
         size = _parameters(f"input {name!r}: ", t.get("parameters")).get("binary_data_size")
         if size is not None:
             if type(size) is not int or size < 0 or offset + size > len(binary):
                 raise BadRequest(f"input {name!r}: binary_data_size {size!r} runs past the body")
-            chunk = binary[offset : offset + size]
+            arr = raw_tensor(name, dtype, count, binary[offset : offset + size])
             offset += size
-            if dtype == "BYTES":
-                arr = np.array(_bytes_elements(name, chunk, count), dtype=object)
-            else:
-                itemsize = np.dtype(NUMPY_OF[dtype]).itemsize
-                if size != count * itemsize:
-                    raise Unprocessable(f"input {name!r}: {size} bytes for {count} {dtype} values")
-                arr = np.frombuffer(chunk, dtype=NUMPY_OF[dtype])
         else:
             if "data" not in t:
                 raise Unprocessable(f"input {name!r} has no data")
             if type(t["data"]) is not list:
                 raise Unprocessable(f"input {name!r}: data must be a list")
-            values = _flatten(t["data"])
-            if len(values) != count:
-                raise Unprocessable(
-                    f"input {name!r}: {len(values)} values for shape {t.get('shape')}"
-                )
-            if dtype == "BYTES":
-                if not all(type(v) is str for v in values):
-                    raise Unprocessable(f"input {name!r}: BYTES data must be strings")
-                check_strings(name, values)
-                arr = np.array(values, dtype=object)
-            else:
-                if not all(type(v) in (int, float) for v in values):
-                    raise Unprocessable(f"input {name!r}: {dtype} data must be numbers")
-                try:
-                    # A number too large for the type is the caller's mistake, not an inf.
-                    with np.errstate(over="raise"):
-                        arr = np.array(values, dtype=NUMPY_OF[dtype])
-                except (OverflowError, ValueError, FloatingPointError):
-                    raise Unprocessable(f"input {name!r}: a value does not fit {dtype}") from None
-        if name in inputs:
-            raise Unprocessable(f"input {name!r} appears twice")
-        if rows is not None and n != rows:
-            raise Unprocessable(f"input {name!r} has {n} rows, others have {rows}")
-        rows = n
-        inputs[name] = arr
+            arr = typed_tensor(name, dtype, count, _flatten(t["data"]), t.get("shape"))
+        inputs.add(name, arr)
     if offset != len(binary):
         raise BadRequest(f"{len(binary) - offset} bytes of binary data belong to no input")
-    assert rows is not None
-    if rows == 0:
-        raise Unprocessable("inputs have zero rows")
     binary_all = bool(_parameters("", body.get("parameters")).get("binary_data_output"))
     outputs_in = body.get("outputs")
     requested: list[str] | None = None
@@ -263,20 +331,7 @@ def parse_request(raw: bytes, header_length: str | None) -> InferRequest:
             requested.append(o["name"])
             if _parameters(f"output {o['name']!r}: ", o.get("parameters")).get("binary_data"):
                 binary_outputs.add(o["name"])
-    rid = body.get("id")
-    if rid is not None and type(rid) is not str:
-        raise Unprocessable('"id" must be a string')
-    if rid:  # "" is no id, as for stock clients
-        # Logged as `<id>:<row>`: the limit holds for the longest of those.
-        check_prediction_id(rid, '"id"', suffix=1 + len(str(rows - 1)))
-    return InferRequest(
-        id=rid or None,
-        inputs=inputs,
-        rows=rows,
-        outputs=requested,
-        binary_outputs=binary_outputs,
-        binary_all=binary_all,
-    )
+    return make_request(body.get("id"), inputs, requested, binary_outputs, binary_all)
 
 
 def numeric_column(name: str, arr: np.ndarray) -> list[Any]:
@@ -288,3 +343,28 @@ def numeric_column(name: str, arr: np.ndarray) -> list[Any]:
     if np.nanmax(np.abs(values), initial=0.0) > 3.4028234663852886e38:
         raise Unprocessable(f"input {name!r} holds a value outside the float32 range")
     return list(values.tolist())
+
+
+def model_metadata(served: ServedModel, versions: list[int]) -> dict[str, Any]:
+    """A model's OIP metadata: one [-1, 1] input per feature, its outputs, its versions."""
+    meta = served.metadata
+    inputs = [
+        {"name": f.name, "datatype": "FP32" if f.kind == "numeric" else "BYTES", "shape": [-1, 1]}
+        for f in meta.features
+    ]
+    if served.classification:
+        label_type = "BYTES" if any(isinstance(c, str) for c in meta.classes) else "INT64"
+        outputs = [
+            {"name": meta.outputs[0], "datatype": label_type, "shape": [-1]},
+            {"name": meta.outputs[1], "datatype": "FP32", "shape": [-1, len(meta.classes)]},
+        ]
+    else:
+        outputs = [{"name": meta.outputs[0], "datatype": "FP32", "shape": [-1, 1]}]
+    return {
+        "name": meta.name,
+        "versions": [str(v) for v in versions],
+        "platform": "onnx",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {"task": meta.task, "classes": ",".join(map(str, meta.classes))},
+    }

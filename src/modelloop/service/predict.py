@@ -5,6 +5,7 @@ handled the same way whichever way it came in.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class Reply:
     media_type: str = JSON
     headers: dict[str, str] = field(default_factory=dict)
 
+
+Tensor = tuple[str, str, list[int], np.ndarray]  # name, datatype, shape, values
 
 UNKNOWN_MODEL = "_unknown"  # not a valid model name, so it never collides with one
 
@@ -87,9 +90,7 @@ def _columns(served: ServedModel, req: oip.InferRequest) -> list[list[Any]]:
     return cols
 
 
-def _tensors(
-    served: ServedModel, outputs: Outputs, rows: int
-) -> list[tuple[str, str, list[int], np.ndarray]]:
+def _tensors(served: ServedModel, outputs: Outputs, rows: int) -> list[Tensor]:
     names = served.metadata.outputs
     if served.classification:
         labels = np.asarray(outputs.labels)
@@ -103,26 +104,35 @@ def _tensors(
     return [(names[0], "FP32", [rows, 1], values)]
 
 
-def _respond(
-    served: ServedModel, req: oip.InferRequest, outputs: Outputs, rid: str, ids: list[str]
-) -> Reply:
-    tensors = _tensors(served, outputs, req.rows)
-    if req.outputs is not None:
-        known = {t[0] for t in tensors}
-        for name in req.outputs:
-            if name not in known:
-                raise Unprocessable(f"unknown output {name!r}; outputs are {sorted(known)}")
-        tensors = [t for t in tensors if t[0] in req.outputs]
+@dataclass(frozen=True)
+class Inferred:
+    """An OIP inference done and logged, for a protocol to encode: the requested outputs."""
+
+    served: ServedModel
+    request: oip.InferRequest
+    tensors: list[Tensor]
+    id: str
+    prediction_ids: list[str]
+
+
+def _select(tensors: list[Tensor], requested: list[str] | None) -> list[Tensor]:
+    if requested is None:
+        return tensors
+    known = {t[0] for t in tensors}
+    for name in requested:
+        if name not in known:
+            raise Unprocessable(f"unknown output {name!r}; outputs are {sorted(known)}")
+    return [t for t in tensors if t[0] in requested]
+
+
+def _respond(done: Inferred) -> Reply:
+    served, req = done.served, done.request
     out_json: list[dict[str, Any]] = []
     blobs: list[bytes] = []
-    for name, dtype, shape, arr in tensors:
+    for name, dtype, shape, arr in done.tensors:
         entry: dict[str, Any] = {"name": name, "datatype": dtype, "shape": shape}
         if req.binary_all or name in req.binary_outputs:
-            blob = (
-                oip.encode_bytes([str(v) for v in arr.ravel().tolist()])
-                if dtype == "BYTES"
-                else np.ascontiguousarray(arr, dtype=oip.NUMPY_OF[dtype]).tobytes()
-            )
+            blob = oip.tensor_bytes(dtype, arr)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -136,8 +146,8 @@ def _respond(
         {
             "model_name": served.name,
             "model_version": served.version_label,
-            "id": rid,
-            "parameters": {"prediction_ids": ",".join(ids)},
+            "id": done.id,
+            "parameters": {"prediction_ids": ",".join(done.prediction_ids)},
             "outputs": out_json,
         }
     )
@@ -158,7 +168,7 @@ class Predictor:
         self.requests = service.metrics.requests
         self.seconds = service.metrics.request_seconds
 
-    async def _slot(self, model: str, version: str | None, v1: bool = False) -> Slot:
+    async def slot(self, model: str, version: str | None, v1: bool = False) -> Slot:
         if version is None:
             return self.service.models.get(model)
         number = parse_version(version)
@@ -179,7 +189,7 @@ class Predictor:
         code, version_label = 500, ""
         try:
             instances, ids = _instances(parse_json(raw), self.settings.max_instances)
-            slot = await self._slot(model, version, v1=True)
+            slot = await self.slot(model, version, v1=True)
             served = slot.served
             version_label = served.version_label
             columns = served.schema.columns(instances)
@@ -218,16 +228,33 @@ class Predictor:
     async def infer(
         self, model: str, version: str | None, raw: bytes, header_length: str | None
     ) -> Reply:
+        """OIP REST: the JSON (or binary extension) body in, its reply out."""
+        done = await self.infer_request(
+            model, version, lambda: oip.parse_request(raw, header_length), len(raw), "infer"
+        )
+        return _respond(done)
+
+    async def infer_request(
+        self,
+        model: str,
+        version: str | None,
+        decode: Callable[[], oip.InferRequest],
+        size: int,
+        endpoint: str,
+    ) -> Inferred:
+        """One OIP inference, whichever protocol carried it: `decode` turns its message into
+        a checked request (its errors are counted like the rest); `size` is the message's
+        byte length, for the log queue's memory bound; `endpoint` the metrics label."""
         start = time.perf_counter()
         code, version_label = 500, ""
         try:
-            req = oip.parse_request(raw, header_length)
+            req = decode()
             if req.rows > self.settings.max_instances:
                 raise PayloadTooLarge(
                     f"{req.rows} rows is more than the limit of "
                     f"{self.settings.max_instances} per request"
                 )
-            slot = await self._slot(model, version)
+            slot = await self.slot(model, version)
             served = slot.served
             version_label = served.version_label
             columns = _columns(served, req)
@@ -255,14 +282,14 @@ class Predictor:
                         "latency_ms": latency,
                     }
                 )
-            reply = _respond(served, req, outputs, rid, ids)
-            await self.service.log.put(rows, len(raw))
+            tensors = _select(_tensors(served, outputs, req.rows), req.outputs)
+            await self.service.log.put(rows, size)
             if self.durable:
                 await self.service.log.written()
             code = 200
-            return reply
+            return Inferred(served, req, tensors, rid, ids)
         except ServiceError as e:
             code = e.status
             raise
         finally:
-            self._count(model, version_label, "infer", code, start)
+            self._count(model, version_label, endpoint, code, start)

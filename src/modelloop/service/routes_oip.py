@@ -1,7 +1,5 @@
 """Open Inference Protocol v2 routes, so stock clients (tritonclient, KServe) work unchanged."""
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -15,33 +13,8 @@ from modelloop.service.errors import (
 from modelloop.service.models import Slot
 from modelloop.service.predict import Predictor
 from modelloop.service.routes_v1 import json_response
-from modelloop.service.served import ServedModel
 from modelloop.service.state import Service
 from modelloop.service.versions import parse_version, shown
-
-
-def _metadata(served: ServedModel, versions: list[int]) -> dict[str, Any]:
-    meta = served.metadata
-    inputs = [
-        {"name": f.name, "datatype": "FP32" if f.kind == "numeric" else "BYTES", "shape": [-1, 1]}
-        for f in meta.features
-    ]
-    if served.classification:
-        label_type = "BYTES" if any(isinstance(c, str) for c in meta.classes) else "INT64"
-        outputs = [
-            {"name": meta.outputs[0], "datatype": label_type, "shape": [-1]},
-            {"name": meta.outputs[1], "datatype": "FP32", "shape": [-1, len(meta.classes)]},
-        ]
-    else:
-        outputs = [{"name": meta.outputs[0], "datatype": "FP32", "shape": [-1, 1]}]
-    return {
-        "name": meta.name,
-        "versions": [str(v) for v in versions],
-        "platform": "onnx",
-        "inputs": inputs,
-        "outputs": outputs,
-        "parameters": {"task": meta.task, "classes": ",".join(map(str, meta.classes))},
-    }
 
 
 def oip_router(service: Service, predictor: Predictor) -> APIRouter:
@@ -99,7 +72,7 @@ def oip_router(service: Service, predictor: Predictor) -> APIRouter:
     @router.get("/models/{model}", summary="Model metadata", responses=metadata_responses)
     async def model_metadata(model: schema.ModelName) -> Response:
         slot = slot_for(model)
-        return json_response(_metadata(slot.served, service.models.versions_of(model)))
+        return json_response(oip.model_metadata(slot.served, service.models.versions_of(model)))
 
     @router.get(
         "/models/{model}/versions/{version}",
@@ -108,7 +81,7 @@ def oip_router(service: Service, predictor: Predictor) -> APIRouter:
     )
     async def version_metadata(model: schema.ModelName, version: schema.OipVersion) -> Response:
         slot = await slot_for_version(model, version)
-        return json_response(_metadata(slot.served, service.models.versions_of(model)))
+        return json_response(oip.model_metadata(slot.served, service.models.versions_of(model)))
 
     @router.get("/models/{model}/ready", summary="Model readiness", responses=ready_responses)
     async def model_ready(model: schema.ModelName) -> Response:

@@ -38,8 +38,12 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Keeps sweeping while uvicorn waits for connections to close: a request that never
         # finishes arriving does not hold the stop up for the graceful timeout.
+        # The gRPC server stops at the same time: new calls refused, in-flight ones finished;
+        # the lifespan (inside uvicorn's shutdown) waits for it before the log drain.
         try:
-            await super().shutdown(sockets)
+            await asyncio.gather(
+                super().shutdown(sockets), *(stop() for stop in self.service.on_drain)
+            )
         finally:
             if self._sweeper is not None:
                 self._sweeper.cancel()

@@ -16,6 +16,13 @@ class ServiceSettings(StoreSettings):
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port")
+    grpc_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="Open Inference Protocol gRPC port (inference.GRPCInferenceService), on the "
+        "same host as HTTP; 0: gRPC off",
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="no token (or `off`): admin API off"
     )

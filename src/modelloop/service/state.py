@@ -1,5 +1,6 @@
 """Everything the routes share, built once by `create_app` and passed to each router."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from modelloop.service.ids import IdMaker
@@ -28,3 +29,5 @@ class Service:
     ids: IdMaker = field(default_factory=IdMaker)
     draining: bool = False
     started: bool = False
+    # Stopped first on SIGTERM, alongside HTTP and before the log drain: the gRPC server.
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
