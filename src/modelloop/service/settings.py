@@ -1,8 +1,12 @@
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 
 from modelloop.store.settings import StoreSettings
+
+# Shortest admin token accepted; `modelloop up` makes a 43-character one.
+ADMIN_TOKEN_MIN = 16
 
 
 class ServiceSettings(StoreSettings):
@@ -11,15 +15,32 @@ class ServiceSettings(StoreSettings):
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port")
     admin_token: SecretStr | None = Field(
-        default=None, description="no token (or `off`): admin API off"
+        default=None,
+        description="bearer token for `/v1/admin/*` (and the full `GET /v1/models/{m}`), at "
+        f"least {ADMIN_TOKEN_MIN} characters, surrounding whitespace (a Secret's trailing "
+        "newline) ignored; unset, empty or `off`: admin API off",
     )
 
     @field_validator("admin_token", mode="before")
     @classmethod
-    def _admin_off(cls, value: Any) -> Any:
-        """`off` (as `modelloop up` passes it) and an empty value both mean admin off."""
-        if isinstance(value, str) and value.strip().lower() in ("", "off"):
+    def _admin_token(cls, value: Any) -> Any:
+        """Stripped as the presented token is; `off` (as `modelloop up` passes it) and an
+        empty value both mean admin off; a shorter token is refused without echoing it."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if value.lower() in ("", "off"):
             return None
+        if len(value) < ADMIN_TOKEN_MIN:
+            # PydanticCustomError, not ValueError: the error must not carry the input.
+            raise PydanticCustomError(
+                "admin_token_short",
+                "MODELLOOP_ADMIN_TOKEN must be at least {minimum} characters "
+                "(got {length}); unset it or set it to 'off' to turn admin off",
+                {"minimum": ADMIN_TOKEN_MIN, "length": len(value)},
+            )
         return value
 
     poll_interval: float = Field(

@@ -7,7 +7,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class StoreSettings(BaseSettings):
     """Where the registry and the database live. Every component's settings extend this."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELLOOP_", extra="ignore")
+    # Errors name the variable, never its value: values include the admin token and
+    # database URLs with passwords.
+    model_config = SettingsConfigDict(
+        env_prefix="MODELLOOP_", extra="ignore", hide_input_in_errors=True
+    )
 
     home: Path = Field(default=Path("var"), description="data directory")
     database_url: str | None = Field(
