@@ -1,7 +1,6 @@
 """The admin API: retrain, jobs, promote, rollback. Bearer token compared in constant time."""
 
 import asyncio
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Security
@@ -10,6 +9,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from modelloop.service import api_schema as schema
+from modelloop.service.auth import AdminToken
 from modelloop.service.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from modelloop.service.loading import LoadFailed
 from modelloop.service.routes_v1 import json_response
@@ -24,8 +24,7 @@ from modelloop.store.errors import (
 
 
 def admin_router(service: Service) -> APIRouter:
-    token = service.settings.admin_token
-    expected = token.get_secret_value().encode() if token is not None else None
+    token = AdminToken(service.settings.admin_token)
 
     # Documents the scheme in OpenAPI; `authorise` gives the answers (403 when admin is off).
     bearer = HTTPBearer(
@@ -38,11 +37,11 @@ def admin_router(service: Service) -> APIRouter:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     ) -> str:
-        if not expected:
+        if not token.enabled:
             raise Forbidden("admin API disabled: set MODELLOOP_ADMIN_TOKEN to enable it")
         if credentials is None:
             raise Unauthorized("admin API needs 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(credentials.credentials.strip().encode(), expected):
+        if not token.matches(credentials.credentials):
             raise Unauthorized("admin token is not valid")
         client = request.client.host if request.client else "unknown"
         return f"admin@{client}"

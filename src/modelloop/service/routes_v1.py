@@ -1,7 +1,9 @@
 """The v1 JSON API: predict, feedback, and the models' descriptions."""
 
 import asyncio
+import re
 from collections.abc import Mapping
+from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
 import orjson
@@ -9,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from modelloop.service import api_schema as schema
+from modelloop.service.auth import AdminToken
 from modelloop.service.errors import NotFound
 from modelloop.service.predict import Predictor
 from modelloop.service.state import Service
@@ -89,16 +92,55 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         out = [await asyncio.to_thread(_describe, service, name, False) for name in names]
         return json_response({"models": out})
 
+    admin = AdminToken(service.settings.admin_token)
+
     @router.get(
         "/v1/models/{model}",
         tags=["models"],
         responses=schema.responses(404, body=schema.ModelDescription),
         summary="A model's versions, active version, metrics and input schema",
+        description="Without `Authorization: Bearer $MODELLOOP_ADMIN_TOKEN` (or with a wrong "
+        "one) the history and training data are redacted: file paths become base names and "
+        "actors lose their host or address (`admin@10.0.0.7` is `admin`).",
     )
-    async def get_model(model: schema.ModelName) -> Response:
-        return json_response(await asyncio.to_thread(_describe, service, model, True))
+    async def get_model(model: schema.ModelName, request: Request) -> Response:
+        out = await asyncio.to_thread(_describe, service, model, True)
+        if not admin.authorises(request.headers.get("authorization")):
+            out = redacted(out)
+        return json_response(out, headers={"Vary": "Authorization"})
 
     return router
+
+
+# An absolute path (POSIX or Windows), up to whitespace, a quote or a comma; group 1 its base name.
+_PATH = re.compile(r"""(?<![\w.~])(?:[A-Za-z]:)?[/\\](?:[^\s"',/\\]*[/\\])*([^\s"',/\\]*)""")
+# `name@host`, `name@1.2.3.4`, `name@host:pid` as the service, CLI and trainer write actors.
+_ADDRESS = re.compile(r"\b([\w.-]+)@[\w.:\[\]-]+")
+
+
+def _scrub(text: str) -> str:
+    """`text` without file paths (base names left) and without actors' hosts or addresses."""
+    return _ADDRESS.sub(r"\1", _PATH.sub(r"\1", text))
+
+
+def redacted(description: dict[str, Any]) -> dict[str, Any]:
+    """The full description as callers without the admin token see it."""
+    out = dict(description)
+    if (history := out.get("history")) is not None:
+        out["history"] = [
+            {**h, "actor": h["actor"].partition("@")[0], "reason": _scrub(h["reason"])}
+            for h in history
+        ]
+    if (data := out.get("data")) is not None:
+        data = dict(data)
+        path = data.get("path")
+        if path:
+            base = PurePath(path).name or PureWindowsPath(path).name
+            data["path"] = base
+            data["source"] = data["source"].replace(path, base)
+        data["source"] = _scrub(data["source"])
+        out["data"] = data
+    return out
 
 
 def _describe(service: Service, model: str, full: bool) -> dict[str, Any]:
