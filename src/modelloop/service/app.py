@@ -18,6 +18,7 @@ import modelloop
 from modelloop.service.body import BodyLimit
 from modelloop.service.errors import ServiceError, retry_after_header
 from modelloop.service.fastpath import FastPath
+from modelloop.service.headers import SecurityHeaders
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.models import ModelManager
@@ -161,6 +162,14 @@ def create_app(
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
         return json_response({"error": _validation_message(exc)}, 422)
 
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> Response:
+        # Starlette answers this outside the middleware (so the header is set here), then
+        # re-raises for the server to log.
+        return json_response(
+            {"error": "internal error"}, 500, {"X-Content-Type-Options": "nosniff"}
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         text = exc.detail if isinstance(exc.detail, str) else "request failed"
@@ -184,5 +193,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Inside the fast path, which sets the header itself: no per-request wrapper on predict.
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(FastPath, predictor=predictor, limit=settings.max_body_bytes)
     return app
