@@ -105,6 +105,8 @@ def up(host: str, port: int, components: Sequence[str] = COMPONENTS) -> int:
     env = {
         "MODELLOOP_MONITOR_HOST": host,
         "MODELLOOP_MONITOR_PORT": str(port + 1),
+        # The monitor applies retention: the service need not (unless told to).
+        **({"MODELLOOP_SERVICE_RETENTION": "false"} if "monitor" in components else {}),
         **os.environ,
         **admin,
         "MODELLOOP_HOST": host,

@@ -23,6 +23,7 @@ from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.models import ModelManager
 from modelloop.service.predict import Predictor
+from modelloop.service.retention import ServiceRetention
 from modelloop.service.routes_admin import admin_router
 from modelloop.service.routes_oip import oip_router
 from modelloop.service.routes_reports import reports_router
@@ -104,6 +105,8 @@ def create_app(
         events=Events(db),
     )
 
+    retention = ServiceRetention(db, settings, metrics)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import asyncio
@@ -112,6 +115,7 @@ def create_app(
         await service.models.start()
         service.log.start()
         watcher = asyncio.create_task(service.models.watch())
+        retention.start()
         service.started = True
         # Everything loaded so far lives as long as the process: keep the collector from
         # walking it again on every full collection (those walks were the p99 outliers).
@@ -129,6 +133,7 @@ def create_app(
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await retention.stop()
             await service.log.drain()
             db.dispose()
 
@@ -139,6 +144,7 @@ def create_app(
         description="Predictions from ONNX models, with feedback, drift and retraining.",
     )
     app.state.service = service
+    app.state.retention = retention
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> Response:

@@ -43,6 +43,13 @@ class ServiceSettings(StoreSettings):
             )
         return value
 
+    service_retention: bool = Field(
+        default=True,
+        description="apply the retention settings here too, in a background thread every "
+        "retention_interval, so that a deployment running only `modelloop serve` does not "
+        "keep its log forever; where the monitor runs (it applies them itself) set false, as "
+        "`modelloop up` and the k8s manifests do",
+    )
     poll_interval: float = Field(
         default=2.0, gt=0, description="seconds between checks of the registry's active pointers"
     )

@@ -23,6 +23,23 @@ class StoreSettings(BaseSettings):
         "the standard AWS_* variables); default <home>/registry",
     )
 
+    # Retention is read by the monitor and, with MODELLOOP_SERVICE_RETENTION, by the service.
+    retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="logged predictions, their feedback and drift reports older than this "
+        "are deleted; 0 keeps them forever",
+    )
+    retention_rows: int = Field(
+        default=0,
+        ge=0,
+        description="the prediction log keeps at most this many rows, oldest deleted first; "
+        "0 means no row bound",
+    )
+    retention_interval: float = Field(
+        default=60.0, gt=0, description="seconds between retention passes"
+    )
+
     @property
     def database(self) -> str:
         if self.database_url:
