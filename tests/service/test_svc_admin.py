@@ -116,6 +116,20 @@ def test_short_token_is_a_settings_error_that_does_not_echo_it(
     assert ServiceSettings(admin_token="sixteen-chars-xx").admin_token is not None
 
 
+def test_serve_with_a_short_token_exits_with_one_line_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelloop.cli import main
+
+    monkeypatch.setenv("MODELLOOP_HOME", str(tmp_path))
+    monkeypatch.setenv("MODELLOOP_ADMIN_TOKEN", "hunter2-secret")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("modelloop: error: MODELLOOP_ADMIN_TOKEN must be at least 16")
+    assert "hunter2" not in err
+
+
 def test_retrain_queues_one_job_and_records_events(admin: TestClient, home: Path) -> None:
     r = admin.post(f"/v1/admin/models/{MODEL}/retrain", headers=AUTH, json={"reason": "test"})
     assert r.status_code == 202, r.text
