@@ -506,3 +506,22 @@ def test_get_model_is_whole_with_the_admin_token(
     history = m["history"][-2:]
     assert [h["actor"] for h in history] == ["alice@build-host-7.corp", "admin@10.1.2.3"]
     assert history[0]["reason"] == f"trial of {SECRET_CSV}"
+
+
+def test_the_report_page_shows_actors_and_reasons_redacted(home: Path) -> None:
+    """The page is public like GET /v1/models/{m}: the same redaction."""
+    from modelloop.monitoring.report_page import render
+    from modelloop.store.events import Events
+
+    db = open_database(f"sqlite:///{home / 'modelloop.db'}")
+    try:
+        events = Events(db)
+        events.record(MODEL, "promote", "admin@10.1.2.3", {"reason": f"see {SECRET_CSV}"})
+        events.record(MODEL, "publish", "alice@build-host-7.corp", {"text": "trained"})
+        page = render(MODEL, FolderRegistry(home / "registry"), db)
+    finally:
+        db.dispose()
+    for leak in ("10.1.2.3", "build-host", "/srv", "secret-share"):
+        assert leak not in page
+    assert "<td>admin</td><td>see churn-2026.csv</td>" in page
+    assert "<td>alice</td><td>trained</td>" in page

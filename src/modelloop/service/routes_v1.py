@@ -1,7 +1,6 @@
 """The v1 JSON API: predict, feedback, and the models' descriptions."""
 
 import asyncio
-import re
 from collections.abc import Mapping
 from pathlib import PurePath, PureWindowsPath
 from typing import Any
@@ -10,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from modelloop.redact import actor_name, scrub
 from modelloop.service import api_schema as schema
 from modelloop.service.auth import AdminToken
 from modelloop.service.errors import NotFound
@@ -112,24 +112,12 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
     return router
 
 
-# An absolute path (POSIX or Windows), up to whitespace, a quote or a comma; group 1 its base name.
-_PATH = re.compile(r"""(?<![\w.~])(?:[A-Za-z]:)?[/\\](?:[^\s"',/\\]*[/\\])*([^\s"',/\\]*)""")
-# `name@host`, `name@1.2.3.4`, `name@host:pid` as the service, CLI and trainer write actors.
-_ADDRESS = re.compile(r"\b([\w.-]+)@[\w.:\[\]-]+")
-
-
-def _scrub(text: str) -> str:
-    """`text` without file paths (base names left) and without actors' hosts or addresses."""
-    return _ADDRESS.sub(r"\1", _PATH.sub(r"\1", text))
-
-
 def redacted(description: dict[str, Any]) -> dict[str, Any]:
     """The full description as callers without the admin token see it."""
     out = dict(description)
     if (history := out.get("history")) is not None:
         out["history"] = [
-            {**h, "actor": h["actor"].partition("@")[0], "reason": _scrub(h["reason"])}
-            for h in history
+            {**h, "actor": actor_name(h["actor"]), "reason": scrub(h["reason"])} for h in history
         ]
     if (data := out.get("data")) is not None:
         data = dict(data)
@@ -138,7 +126,7 @@ def redacted(description: dict[str, Any]) -> dict[str, Any]:
             base = PurePath(path).name or PureWindowsPath(path).name
             data["path"] = base
             data["source"] = data["source"].replace(path, base)
-        data["source"] = _scrub(data["source"])
+        data["source"] = scrub(data["source"])
         out["data"] = data
     return out
 
