@@ -5,7 +5,7 @@
   (from a bucket this includes listing, the conditional GET of the pointer, downloading the
   version into the cache and the hash check);
 - swap latency: `promote` returns → the first prediction answered by the new version, with
-  the default poll interval (2 s) and 2 client threads of 1-row requests running.
+  the default poll interval (1 s) and 2 client threads of 1-row requests running.
 
     .venv/bin/python bench/registry_bench.py --runs 3 --swaps 5
 
@@ -128,6 +128,7 @@ def main() -> int:
         default=HERE / "results" / f"registry-{dt.date.today().isoformat()}.json",
     )
     args = ap.parse_args()
+    from modelloop.service.settings import ServiceSettings
     from modelloop.store.registry import FolderRegistry
     from modelloop.training.pipeline import TrainRequest, run_training
     from seaweed import Weed, upload_registry, weed_binary
@@ -185,7 +186,7 @@ def main() -> int:
             json.dumps(
                 {
                     "date": dt.datetime.now(dt.UTC).isoformat(),
-                    "poll_interval_s": 2.0,
+                    "poll_interval_s": ServiceSettings.model_fields["poll_interval"].default,
                     "store": "SeaweedFS 4.48 on loopback",
                     "results": results,
                 },

@@ -11,6 +11,7 @@ import collections
 import http.client
 import json
 import math
+import os
 import threading
 import time
 import urllib.parse
@@ -49,15 +50,16 @@ class Client:
         self.host, self.port = parsed.hostname, parsed.port or 80
         self.local = threading.local()
 
-    def post(self, path: str, body: Any) -> tuple[int, Any]:
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode()
+        headers = {"content-type": "application/json", **(headers or {})}
         for attempt in range(2):
             conn = getattr(self.local, "conn", None)
             if conn is None:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
                 self.local.conn = conn
             try:
-                conn.request("POST", path, data, {"content-type": "application/json"})
+                conn.request("POST", path, data, headers)
                 resp = conn.getresponse()
                 raw = resp.read()
                 return resp.status, json.loads(raw) if raw else None
@@ -121,6 +123,10 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 stats.recent.append((now, str(pred.get("label", pred.get("value"))) == str(label)))
                 pending.append((now + args.feedback_delay, pred["id"], label))
 
+    # the service's feedback token, when it has one (MODELLOOP_FEEDBACK_TOKEN)
+    token = os.environ.get("MODELLOOP_FEEDBACK_TOKEN", "").strip()
+    auth = {"authorization": f"Bearer {token}"} if token else {}
+
     def feedback_loop() -> None:
         while not (stop.is_set() and not pending):
             now = time.monotonic()
@@ -130,7 +136,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 due.append({"id": pid, "label": label})
             if due:
                 try:
-                    status, _ = client.post("/v1/feedback", {"items": due})
+                    status, _ = client.post("/v1/feedback", {"items": due}, auth)
                 except OSError:
                     status = 0
                 with stats.lock:

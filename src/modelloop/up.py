@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelloop.cli_output import fail, progress
-from modelloop.service.settings import ADMIN_TOKEN_MIN
+from modelloop.service.settings import MIN_TOKEN
 from modelloop.store.registry import Registry, open_registry
 from modelloop.store.settings import StoreSettings
 
@@ -34,7 +34,7 @@ def first_run_token(home: Path) -> tuple[str, Path]:
     home.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         token = path.read_text().strip()
-        if len(token) >= ADMIN_TOKEN_MIN:  # what the service accepts
+        if len(token) >= MIN_TOKEN:  # what the service accepts
             if path.stat().st_mode & 0o077:
                 path.chmod(0o600)
                 progress(f"{path} was readable by others: now mode 0600")

@@ -25,10 +25,54 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Loop:
+LOOP_SETTINGS = {
+    "MODELLOOP_POLL_INTERVAL": "0.5",
+    "MODELLOOP_MONITOR_INTERVAL": "0.5",
+    "MODELLOOP_SETTLE_SECONDS": "0.2",
+    "MODELLOOP_REPORT_SECONDS": "1",
+    "MODELLOOP_TRAINER_POLL": "0.5",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+class Processes:
+    """Named `modelloop` processes, each logging to `<log_dir>/<name>.log`."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _wait(self, url: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, p in self.procs.items():
+                assert p.poll() is None, f"{name} exited:\n{self.log(name)}"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"{url} not ready in {timeout} s")
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+
+class Loop(Processes):
     """`modelloop serve`, `monitor` and `trainer` as separate processes sharing `home`."""
 
     def __init__(self, home: Path, **settings: str) -> None:
+        super().__init__(home)
         self.home = home
         self.port, self.monitor_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -39,17 +83,11 @@ class Loop:
                 "MODELLOOP_HOME": str(home),
                 "MODELLOOP_PORT": str(self.port),
                 "MODELLOOP_MONITOR_PORT": str(self.monitor_port),
-                "MODELLOOP_POLL_INTERVAL": "0.5",
-                "MODELLOOP_MONITOR_INTERVAL": "0.5",
-                "MODELLOOP_SETTLE_SECONDS": "0.2",
-                "MODELLOOP_REPORT_SECONDS": "1",
-                "MODELLOOP_TRAINER_POLL": "0.5",
-                "OMP_NUM_THREADS": "1",
+                **LOOP_SETTINGS,
                 **settings,
             }
         )
         self.env = env
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> "Loop":
         exe = str(Path(sys.executable).with_name("modelloop"))
@@ -65,31 +103,6 @@ class Loop:
         self._wait(self.url + "/v2/health/ready")
         self._wait(self.monitor_url + "/metrics")
         return self
-
-    def _wait(self, url: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, p in self.procs.items():
-                assert p.poll() is None, f"{name} exited:\n{self.log(name)}"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"{url} not ready in {timeout} s")
-
-    def log(self, name: str) -> str:
-        return (self.home / f"{name}.log").read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
 
 
 def instances(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], list[str]]:

@@ -5,9 +5,7 @@ A concept change from traffic is detected, retrained, promoted, and both replica
 failed request; then the object store stops for 30 s under load: no request fails and no log
 row is lost."""
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from loop_helpers import MODEL, Client, free_port, instances, wait_for
+from loop_helpers import LOOP_SETTINGS, MODEL, Client, Processes, free_port, instances, wait_for
 
 from modelloop.store.database import open_database
 from modelloop.store.predictions import PredictionLog
@@ -45,22 +43,13 @@ def fleet_db() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class Fleet:
+class Fleet(Processes):
     def __init__(self, root: Path, env: dict[str, str]) -> None:
+        super().__init__(root)
         self.root = root
         base = {k: v for k, v in os.environ.items() if not k.startswith("MODELLOOP_")}
-        self.env = {
-            **base,
-            "MODELLOOP_POLL_INTERVAL": "0.5",
-            "MODELLOOP_MONITOR_INTERVAL": "0.5",
-            "MODELLOOP_SETTLE_SECONDS": "0.2",
-            "MODELLOOP_REPORT_SECONDS": "1",
-            "MODELLOOP_TRAINER_POLL": "0.5",
-            "OMP_NUM_THREADS": "1",
-            **env,
-        }
+        self.env = {**base, **LOOP_SETTINGS, **env}
         self.ports = {"serve-a": free_port(), "serve-b": free_port(), "monitor": free_port()}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -86,31 +75,6 @@ class Fleet:
             self._wait(self.url(name) + "/v2/health/ready")
         self._wait(self.url("monitor") + "/metrics")
         return self
-
-    def _wait(self, url: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, p in self.procs.items():
-                assert p.poll() is None, f"{name} exited:\n{self.log(name)}"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"{url} not ready in {timeout} s")
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
 
 
 class Load:

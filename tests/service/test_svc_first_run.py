@@ -16,7 +16,7 @@ import httpx
 import pytest
 from service_helpers import ADMIN_TOKEN
 
-from modelloop.service.settings import ADMIN_TOKEN_MIN, ServiceSettings
+from modelloop.service.settings import MIN_TOKEN, ServiceSettings
 from modelloop.up import first_run_token
 
 
@@ -75,7 +75,7 @@ def _jobs(url: str, token: str | None) -> int:
 def test_first_run_token_is_one_the_service_accepts(tmp_path: Path) -> None:
     (tmp_path / "admin-token").write_text("fifteen-chars-x\n")  # below the minimum: replaced
     token, path = first_run_token(tmp_path)
-    assert len(token) >= ADMIN_TOKEN_MIN
+    assert len(token) >= MIN_TOKEN
     assert token != "fifteen-chars-x"
     assert path.read_text() == f"{token}\n"
     settings = ServiceSettings(admin_token=path.read_text())  # as a Secret from the file

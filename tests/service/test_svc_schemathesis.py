@@ -62,9 +62,12 @@ CONFIG = SchemathesisConfig.from_dict(
                 # cannot name a model's features: a body that fits the schema but not the
                 # model (a feature missing or unknown, a string for a numeric feature, ids
                 # not one per instance, a tensor shape other than [rows, 1]) is answered
-                # with the documented 422, naming the problem. Every other status still
+                # with the documented 422, naming the problem. Likewise feedback: a label
+                # is checked against the classes (or task) of the version that made the
+                # prediction it labels, and ids (there as in predict) follow the id rule the
+                # schema gives in words (printable, no comma). Every other status still
                 # fails this check.
-                "include-path-regex": "/(predict|infer)$",
+                "include-path-regex": "/(predict|infer|feedback)$",
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
             }
         ],

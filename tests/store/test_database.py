@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from modelloop.store.database import Database, normalise_url, open_database
 from modelloop.store.errors import SchemaTooNew
 from modelloop.store.events import Events
 from modelloop.store.predictions import LogRow, PredictionLog
-from modelloop.store.schema import SCHEMA_VERSION, schema_info
+from modelloop.store.schema import SCHEMA_VERSION, feedback, schema_info
 
 TABLES = {"modelloop_schema", "predictions", "feedback", "jobs", "drift_reports", "events"}
 
@@ -226,6 +227,107 @@ def test_labelled_join_uses_the_newest_label(db: Database) -> None:
     assert [r["id"] for r in log.labelled("m", limit=1)] == ["p-3"]
     assert [r["id"] for r in log.labelled("other")] == ["p-50"]
     assert log.labelled("nobody") == []
+
+
+def _feedback_rows(db: Database) -> list[tuple[str, object]]:
+    with db.engine.connect() as conn:
+        q = select(feedback.c.prediction_id, feedback.c.label).order_by(feedback.c.prediction_id)
+        return [(pid, label) for pid, label in conn.execute(q)]
+
+
+def test_feedback_keeps_one_label_per_prediction_the_latest(db: Database) -> None:
+    """10,000 labels for one id in one request used to be 10,000 rows."""
+    log = PredictionLog(db)
+    log.write([_row(i) for i in range(3)])
+    items = [("p-0", f"label-{i}") for i in range(10_000)] + [("p-1", "a"), ("p-1", "b")]
+    assert log.add_feedback(items) == (10_002, [])
+    assert _feedback_rows(db) == [("p-0", "label-9999"), ("p-1", "b")]
+    assert log.add_feedback([("p-1", "c"), ("p-2", 7)]) == (2, [])  # a correction: upsert
+    assert _feedback_rows(db) == [("p-0", "label-9999"), ("p-1", "c"), ("p-2", 7)]
+    assert {r["id"]: r["label"] for r in log.labelled("m")} == {
+        "p-0": "label-9999",
+        "p-1": "c",
+        "p-2": 7,
+    }
+
+
+def test_feedback_prediction_id_is_unique_in_the_database(db: Database) -> None:
+    indexes = inspect(db.engine).get_indexes("feedback")
+    assert [(i["name"], i["column_names"], bool(i["unique"])) for i in indexes] == [
+        ("ux_feedback_prediction_id", ["prediction_id"], True)
+    ]
+    with db.engine.begin() as conn:
+        conn.execute(feedback.insert().values(prediction_id="x", label="a", ts=1.0))
+    with pytest.raises(IntegrityError), db.engine.begin() as conn:
+        conn.execute(feedback.insert().values(prediction_id="x", label="b", ts=2.0))
+
+
+def test_a_failing_label_check_stores_nothing(db: Database) -> None:
+    log = PredictionLog(db)
+    log.write([_row(i) for i in range(3)])
+    seen: list[tuple[int, str, object, str, int]] = []
+
+    def check(index: int, pid: str, label: object, model: str, version: int) -> object:
+        seen.append((index, pid, label, model, version))
+        if label == "bad":
+            raise ValueError(f"item {index}")
+        return label
+
+    with pytest.raises(ValueError, match="item 2"):
+        log.add_feedback([("p-0", "yes"), ("ghost", "bad"), ("p-1", "bad")], check)
+    assert _feedback_rows(db) == []
+    assert seen == [(0, "p-0", "yes", "m", 1), (2, "p-1", "bad", "m", 1)]
+    assert log.add_feedback([("p-0", "yes")], lambda *a: "stored") == (1, [])
+    assert _feedback_rows(db) == [("p-0", "stored")]
+
+
+def _make_schema_1(db: Database) -> None:
+    """Turn a new database into one of schema 1: feedback's plain index, version 1."""
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ux_feedback_prediction_id"))
+        conn.execute(text("CREATE INDEX ix_feedback_prediction_id ON feedback (prediction_id)"))
+        conn.execute(update(schema_info).values(version=1))
+
+
+def test_schema_1_with_duplicate_feedback_is_upgraded(empty_db_url: str) -> None:
+    """A database of schema 1 holding several labels per prediction id: opened, it keeps the
+    latest of each id's labels, gets the unique index and schema 2; opened again, nothing
+    changes."""
+    old = open_database(empty_db_url)
+    try:
+        _make_schema_1(old)
+        PredictionLog(old).write([_row(i) for i in range(3)])
+        with old.engine.begin() as conn:
+            rows = [("p-0", "no"), ("p-1", "yes"), ("p-0", "yes"), ("p-0", 1), ("p-2", 2.5)]
+            rows += [("p-1", "no"), ("orphan", "x"), ("orphan", "y")]
+            for n, (pid, label) in enumerate(rows):
+                ts = 1000.0 - n  # the latest is the last written (highest seq), whatever ts says
+                conn.execute(feedback.insert().values(prediction_id=pid, label=label, ts=ts))
+    finally:
+        old.dispose()
+    for _ in range(2):
+        db = open_database(empty_db_url)
+        try:
+            assert _feedback_rows(db) == [("orphan", "y"), ("p-0", 1), ("p-1", "no"), ("p-2", 2.5)]
+            with db.engine.connect() as conn:
+                assert conn.execute(select(schema_info.c.version)).scalar_one() == SCHEMA_VERSION
+            indexes = inspect(db.engine).get_indexes("feedback")
+            assert [(i["name"], bool(i["unique"])) for i in indexes] == [
+                ("ux_feedback_prediction_id", True)
+            ]
+            log = PredictionLog(db)
+            assert log.add_feedback([("p-2", "corrected")]) == (1, [])
+            assert {r["id"]: r["label"] for r in log.labelled("m")} == {
+                "p-0": 1,
+                "p-1": "no",
+                "p-2": "corrected",
+            }
+            with db.engine.begin() as conn:  # undo the correction for the second opening
+                conn.execute(
+                    update(feedback).where(feedback.c.prediction_id == "p-2").values(label=2.5)
+                )
+        finally:
+            db.dispose()
 
 
 def test_feedback_labels_keep_their_type(db: Database) -> None:

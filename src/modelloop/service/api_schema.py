@@ -18,6 +18,7 @@ from pydantic import (
     StrictStr,
 )
 
+from modelloop.service.feedback import MAX_LABEL
 from modelloop.service.ids import MAX_ID
 from modelloop.service.inputs import FLOAT32_MAX, MAX_STRING
 from modelloop.service.oip import NUMPY_OF
@@ -36,7 +37,8 @@ class ErrorBody(BaseModel):
 
 _ERROR_TEXT = {
     400: "malformed request: an empty body, or a body that is not JSON",
-    401: "no admin token, or a wrong one",
+    401: "no bearer token, or a wrong one (admin: MODELLOOP_ADMIN_TOKEN; feedback: "
+    "MODELLOOP_FEEDBACK_TOKEN, when set)",
     403: "admin API disabled (no MODELLOOP_ADMIN_TOKEN on the service)",
     404: "no such model, version or job",
     409: "nothing to roll back to",
@@ -201,18 +203,35 @@ class PredictResponse(BaseModel):
 
 
 class FeedbackItem(_Strict):
-    id: StrictStr = Field(min_length=1, max_length=MAX_ID, description="a prediction id")
-    label: StrictInt | StrictFloat | StrictStr = Field(description="the true label or value")
+    id: StrictStr = Field(
+        min_length=1,
+        max_length=MAX_ID,
+        description="a prediction id, as predict answered it (generated ids start with '~'): "
+        "printable, no comma (else 422)",
+    )
+    label: StrictInt | StrictFloat | StrictStr = Field(
+        description="the true label or value, checked against the version that made the "
+        "prediction (else 422): for a classification one of its classes, of the class's type "
+        "(GET /v1/models/{model}: `classes`; 1 is not '1'), for a regression a finite number. "
+        f"Strings up to {MAX_LABEL} characters",
+        json_schema_extra={"maxLength": MAX_LABEL},
+    )
 
 
 class FeedbackRequest(_Strict):
-    items: list[FeedbackItem] = Field(min_length=1, max_length=10_000)
+    items: list[FeedbackItem] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="one label per prediction id is kept, the latest: a later item (or "
+        "request) for the same id replaces the label. One bad item refuses the whole request "
+        "(422), unknown ids do not",
+    )
 
 
 class FeedbackResult(BaseModel):
-    received: int
-    matched: int
-    unknown_ids: list[str]
+    received: int = Field(description="items in the request")
+    matched: int = Field(description="items whose id is a logged prediction")
+    unknown_ids: list[str] = Field(description="ids not in the prediction log (not stored)")
 
 
 # -- models --------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """uvicorn's httptools protocol with two bounds it lacks: how long a request may take to
-arrive, and a JSON 503 over the connection limit.
+arrive, and a JSON 503 for the connections opened over the connection limit.
 
 Measured on uvicorn 0.54: a connection that sends nothing, or part of its headers, or part of
 its body, is kept open forever (its keep-alive timer runs only between a response and the
@@ -63,10 +63,16 @@ class TimedProtocol(HttpToolsProtocol):
         self.arriving_since: float | None = None
         self.headers_done = False
         self.begun = False
+        self.admitted = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.arriving_since = time.monotonic()
+        # Admission is decided once, when the connection opens: a flood of new connections
+        # is refused, while the clients already connected keep being served (uvicorn checks
+        # the count on every request, so an established keep-alive client got 503 too).
+        limit = self.max_connections
+        self.admitted = limit is None or len(self.connections) <= limit
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -78,7 +84,7 @@ class TimedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.headers_done = True
         limit = self.max_connections
-        if limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit):
+        if not self.admitted or (limit is not None and len(self.tasks) >= limit):
             app, self.app = self.app, _busy
             try:
                 super().on_headers_complete()

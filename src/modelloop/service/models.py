@@ -26,6 +26,11 @@ from modelloop.store.registry import HistoryEntry, Registry
 
 log = logging.getLogger("modelloop.service")
 
+#: seconds between listings of a remote registry's models (a new model is served within this)
+LIST_INTERVAL = 15.0
+#: seconds a starting service waits for a remote registry before serving from its cache
+CACHE_START_SECONDS = 3.0
+
 
 @dataclass
 class Slot:
@@ -50,6 +55,8 @@ class ModelManager:
         self._lock = asyncio.Lock()
         self.cache = ModelCache(settings.home / "cache") if registry.remote else None
         self.registry_down = False
+        self._names: list[str] = []
+        self._listed_at = 0.0
 
     def _slot(self, served: ServedModel) -> Slot:
         s = self.settings
@@ -135,7 +142,7 @@ class ModelManager:
         False if the registry could not be reached (what serves stays as it is)."""
         async with self._lock:
             try:
-                names = await asyncio.to_thread(self.registry.models)
+                names = await self._model_names()
             except RegistryUnavailable as e:
                 self._registry_failed("list", e)
                 return False
@@ -146,6 +153,16 @@ class ModelManager:
                 log.info("registry reachable again")
                 self.registry_down = False
             return ok
+
+    async def _model_names(self) -> list[str]:
+        """The registry's models. A bucket is listed at most every LIST_INTERVAL seconds (a
+        LIST costs ~12x a GET on AWS S3); the pointers of the models known are read every poll."""
+        now = time.monotonic()
+        if self.registry.remote and self._names and now - self._listed_at < LIST_INTERVAL:
+            return self._names
+        self._names = await asyncio.to_thread(self.registry.models)
+        self._listed_at = now
+        return self._names
 
     async def _refresh_one(self, name: str) -> bool:
         try:
@@ -181,11 +198,29 @@ class ModelManager:
         return True
 
     async def start(self) -> None:
-        """The first load. With a remote registry away, serve what the cache served last."""
-        if await self.refresh() or self.cache is None or self.active:
+        """The first load. With a remote registry away, serve what the cache served last: a
+        store that does not answer within CACHE_START_SECONDS is not waited for when the cache
+        has something to serve (the watch keeps trying)."""
+        cache = self.cache
+        remembered = {} if cache is None else await asyncio.to_thread(cache.last_active)
+        if cache is None or not remembered:
+            await self.refresh()
             return
-        for name, version in (await asyncio.to_thread(self.cache.last_active)).items():
-            found = await asyncio.to_thread(self.cache.cached, name, version)
+        try:
+            if await asyncio.wait_for(self.refresh(), CACHE_START_SECONDS):
+                return
+        except TimeoutError:
+            self._registry_failed(
+                "list",
+                RegistryUnavailable(
+                    f"registry {self.registry.location}: no answer within "
+                    f"{CACHE_START_SECONDS:g} s at start"
+                ),
+            )
+        for name, version in remembered.items():
+            if name in self.active:
+                continue
+            found = await asyncio.to_thread(cache.cached, name, version)
             if found is None:
                 continue
             try:
@@ -214,6 +249,15 @@ class ModelManager:
         if slot is None:
             raise self._missing(model)
         return slot
+
+    def loaded(self, model: str, version: int) -> ServedModel | None:
+        """`version` of `model` if it is loaded (active or not), without loading it; safe from
+        a worker thread (it only reads)."""
+        slot = self.active.get(model)
+        if slot is not None and slot.served.version == version:
+            return slot.served
+        other = self._others.get((model, version))
+        return other.served if other is not None else None
 
     def _missing(self, model: str) -> NotFound | Unavailable:
         try:

@@ -6,11 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 
 from modelloop.service import api_schema as schema
-from modelloop.service.auth import AdminToken
-from modelloop.service.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from modelloop.service.auth import bearer_scheme, check_bearer, expected_token
+from modelloop.service.errors import Conflict, Forbidden, NotFound, Unprocessable
 from modelloop.service.loading import LoadFailed
 from modelloop.service.routes_v1 import json_response
 from modelloop.service.state import Service
@@ -24,25 +24,20 @@ from modelloop.store.errors import (
 
 
 def admin_router(service: Service) -> APIRouter:
-    token = AdminToken(service.settings.admin_token)
+    expected = expected_token(service.settings.admin_token)
 
     # Documents the scheme in OpenAPI; `authorise` gives the answers (403 when admin is off).
-    bearer = HTTPBearer(
-        auto_error=False,
-        scheme_name="adminToken",
-        description="MODELLOOP_ADMIN_TOKEN, as 'Authorization: Bearer <token>'",
+    bearer = bearer_scheme(
+        "adminToken", "MODELLOOP_ADMIN_TOKEN, as 'Authorization: Bearer <token>'"
     )
 
     def authorise(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     ) -> str:
-        if not token.enabled:
+        if not expected:
             raise Forbidden("admin API disabled: set MODELLOOP_ADMIN_TOKEN to enable it")
-        if credentials is None:
-            raise Unauthorized("admin API needs 'Authorization: Bearer <token>'")
-        if not token.matches(credentials.credentials):
-            raise Unauthorized("admin token is not valid")
+        check_bearer(credentials, expected, "admin")
         client = request.client.host if request.client else "unknown"
         return f"admin@{client}"
 

@@ -3,16 +3,18 @@
 import asyncio
 from collections.abc import Mapping
 from pathlib import PurePath, PureWindowsPath
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
 
 from modelloop.redact import actor_name, scrub
 from modelloop.service import api_schema as schema
-from modelloop.service.auth import AdminToken
+from modelloop.service.auth import bearer_matches, bearer_scheme, check_bearer, expected_token
 from modelloop.service.errors import NotFound
+from modelloop.service.feedback import LabelRules, check_items
 from modelloop.service.predict import Predictor
 from modelloop.service.state import Service
 from modelloop.store.errors import StoreError
@@ -66,17 +68,43 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         reply = await predictor.v1(model, str(version), await request.body())
         return Response(reply.body, media_type=reply.media_type)
 
+    # Feedback: open unless MODELLOOP_FEEDBACK_TOKEN is set (then the scheme is in OpenAPI).
+    feedback_token = expected_token(service.settings.feedback_token)
+    feedback_bearer = bearer_scheme(
+        "feedbackToken", "MODELLOOP_FEEDBACK_TOKEN, as 'Authorization: Bearer <token>'"
+    )
+
+    def feedback_auth(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(feedback_bearer)],
+    ) -> None:
+        if feedback_token is not None:
+            check_bearer(credentials, feedback_token, "feedback")
+
+    labels = LabelRules(service.registry, service.models)
+
     @router.post(
         "/v1/feedback",
         tags=["feedback"],
         summary="Ground truth for predictions",
         response_model=schema.FeedbackResult,
-        responses=schema.responses(400, 413, 415, 422, 503, body=schema.FeedbackResult),
+        responses=schema.responses(
+            *((401,) if feedback_token else ()),
+            400,
+            413,
+            415,
+            422,
+            503,
+            body=schema.FeedbackResult,
+        ),
+        dependencies=[Depends(feedback_auth)] if feedback_token else [],
     )
     async def feedback(body: schema.FeedbackRequest) -> schema.FeedbackResult:
-        await service.log.written()
         items = [(item.id, item.label) for item in body.items]
-        matched, unknown = await asyncio.to_thread(service.predictions.add_feedback, items)
+        check_items(items)
+        await service.log.written()
+        matched, unknown = await asyncio.to_thread(
+            service.predictions.add_feedback, items, labels.check
+        )
         metrics.feedback_rows.labels("matched").inc(matched)
         metrics.feedback_rows.labels("unknown").inc(len(items) - matched)
         return schema.FeedbackResult(received=len(items), matched=matched, unknown_ids=unknown)
@@ -92,7 +120,7 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         out = [await asyncio.to_thread(_describe, service, name, False) for name in names]
         return json_response({"models": out})
 
-    admin = AdminToken(service.settings.admin_token)
+    admin = expected_token(service.settings.admin_token)
 
     @router.get(
         "/v1/models/{model}",
@@ -105,7 +133,7 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
     )
     async def get_model(model: schema.ModelName, request: Request) -> Response:
         out = await asyncio.to_thread(_describe, service, model, True)
-        if not admin.authorises(request.headers.get("authorization")):
+        if not bearer_matches(request.headers.get("authorization"), admin):
             out = redacted(out)
         return json_response(out, headers={"Vary": "Authorization"})
 

@@ -81,12 +81,11 @@ def reachable_or_cached(settings: ServiceSettings) -> str | None:
     """None if the service can start: the registry answers, or the local cache holds what
     served last. Else the one-line reason (no bucket, refused credentials, store down)."""
     registry = open_registry(settings.registry_location)
+    if registry.remote and ModelCache(settings.home / "cache").last_active():
+        return None  # the first load waits for the store a few seconds, then uses the cache
     try:
         registry.check()
     except RegistryUnavailable as e:
-        if registry.remote and ModelCache(settings.home / "cache").last_active():
-            logging.getLogger("modelloop.service").warning("%s; starting from the local cache", e)
-            return None
         return str(e)
     return None
 

@@ -5,19 +5,22 @@ from pydantic_core import PydanticCustomError
 
 from modelloop.store.settings import StoreSettings
 
-# Shortest admin token accepted; `modelloop up` makes a 43-character one.
-ADMIN_TOKEN_MIN = 16
+# Characters in a configured admin or feedback token, at least (`modelloop up` makes 43).
+MIN_TOKEN = 16
 
 
 class ServiceSettings(StoreSettings):
     """`MODELLOOP_*` settings of the HTTP service."""
+
+    # A settings error names the field and what is wrong, never the value given (a token):
+    # StoreSettings' model_config hides inputs in errors for every component.
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port")
     admin_token: SecretStr | None = Field(
         default=None,
         description="bearer token for `/v1/admin/*` (and the full `GET /v1/models/{m}`), at "
-        f"least {ADMIN_TOKEN_MIN} characters, surrounding whitespace (a Secret's trailing "
+        f"least {MIN_TOKEN} characters, surrounding whitespace (a Secret's trailing "
         "newline) ignored; unset, empty or `off`: admin API off",
     )
 
@@ -33,13 +36,13 @@ class ServiceSettings(StoreSettings):
         value = value.strip()
         if value.lower() in ("", "off"):
             return None
-        if len(value) < ADMIN_TOKEN_MIN:
+        if len(value) < MIN_TOKEN:
             # PydanticCustomError, not ValueError: the error must not carry the input.
             raise PydanticCustomError(
                 "admin_token_short",
                 "MODELLOOP_ADMIN_TOKEN must be at least {minimum} characters "
                 "(got {length}); unset it or set it to 'off' to turn admin off",
-                {"minimum": ADMIN_TOKEN_MIN, "length": len(value)},
+                {"minimum": MIN_TOKEN, "length": len(value)},
             )
         return value
 
@@ -50,15 +53,42 @@ class ServiceSettings(StoreSettings):
         "keep its log forever; where the monitor runs (it applies them itself) set false, as "
         "`modelloop up` and the k8s manifests do",
     )
+    feedback_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token that POST /v1/feedback requires (`Authorization: Bearer "
+        f"<token>`), at least {MIN_TOKEN} characters, surrounding whitespace ignored (a "
+        "Secret file's trailing newline); unset: feedback open to anyone who can reach the "
+        "service",
+    )
+
+    @field_validator("feedback_token", mode="before")
+    @classmethod
+    def _feedback_token(cls, value: Any) -> Any:
+        """Stripped (a file's trailing newline must match), and long enough to be a secret;
+        a value that is set but empty is refused, not taken to mean open."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if len(value) < MIN_TOKEN:
+                raise ValueError(
+                    f"MODELLOOP_FEEDBACK_TOKEN must be at least {MIN_TOKEN} characters "
+                    "(surrounding whitespace ignored); unset it to leave feedback open"
+                )
+        return value
+
     poll_interval: float = Field(
-        default=2.0, gt=0, description="seconds between checks of the registry's active pointers"
+        default=1.0,
+        gt=0,
+        description="seconds between checks of the registry's active pointers (a bucket's "
+        "list of models is read every 15 s)",
     )
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="larger bodies get 413")
     max_connections: int = Field(
         default=1000,
         gt=0,
-        description="open connections served at once; requests on more get 503 (keep it under "
-        "the process's open-file limit)",
+        description="open connections served at once; a connection opened beyond them gets 503 "
+        "(keep it under the process's open-file limit)",
     )
     body_timeout_seconds: float = Field(
         default=10.0,

@@ -2,6 +2,7 @@
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -29,6 +30,29 @@ SQLITE_BUSY_MS = 5000  # how long a SQLite statement waits for another connectio
 
 class DatabaseError(StoreError):
     """The database could not be reached or refused a statement."""
+
+
+def _one_label_per_prediction(conn: Connection) -> None:
+    """Schema 2: feedback holds one label per prediction id. Duplicates go (the latest label,
+    the highest seq, stays), then the unique index replaces schema 1's plain one. Idempotent:
+    on a table already upgraded (or just created) it deletes nothing and changes nothing."""
+    conn.execute(
+        text(
+            "DELETE FROM feedback WHERE EXISTS (SELECT 1 FROM feedback AS newer "
+            "WHERE newer.prediction_id = feedback.prediction_id AND newer.seq > feedback.seq)"
+        )
+    )
+    conn.execute(text("DROP INDEX IF EXISTS ix_feedback_prediction_id"))
+    conn.execute(
+        text(
+            "CREATE UNIQUE INDEX IF NOT EXISTS ux_feedback_prediction_id "
+            "ON feedback (prediction_id)"
+        )
+    )
+
+
+# version -> the step that brings a database of the version before it up to it
+UPGRADES: dict[int, Callable[[Connection], None]] = {2: _one_label_per_prediction}
 
 
 def _json_dumps(value: Any) -> str:
@@ -119,7 +143,8 @@ class Database:
         return self.engine.dialect.name
 
     def migrate(self) -> int:
-        """Create missing tables and record the schema version; refuse a newer schema.
+        """Create missing tables, upgrade older schemas step by step (UPGRADES) and record
+        the schema version; refuse a newer schema.
 
         Several processes may start at once on an empty database (`modelloop up`): the whole
         migration runs in one transaction under a lock, so exactly one of them creates the
@@ -137,10 +162,15 @@ class Database:
                         f"understands ({SCHEMA_VERSION}): upgrade modelloop"
                     )
                 metadata.create_all(conn, checkfirst=True)
+                # create_all makes missing tables only, never an index of an existing table:
+                # the upgrade steps do that, one version at a time. A database with no
+                # version yet may hold tables of an unversioned schema: every step runs,
+                # each of them harmless on tables just created.
+                for step in range((found or 1) + 1, SCHEMA_VERSION + 1):
+                    UPGRADES[step](conn)
                 if found is None:
                     conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
                 elif found < SCHEMA_VERSION:
-                    # Future upgrades run here, one step at a time.
                     conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
                 conn.commit()
         except SQLAlchemyError as e:

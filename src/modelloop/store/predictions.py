@@ -1,12 +1,13 @@
 """The prediction log and the feedback that labels it."""
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
 from typing import Any, TypedDict, cast
 
 import orjson
 from sqlalchemy import Connection, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 
 from modelloop.store.database import Database
@@ -23,6 +24,9 @@ class LogRow(TypedDict):
     output: dict[str, Any]
     latency_ms: float
 
+
+# (item index, prediction id, label, model, version) -> the label to store; raises if bad
+LabelCheck = Callable[[int, str, Any, str, int], Any]
 
 LOG_COLUMNS = ("id", "ts", "model", "version", "features", "output", "latency_ms")
 ROWS_PER_STATEMENT = 500  # 3,500 parameters: under SQLite's limit
@@ -204,39 +208,61 @@ class PredictionLog:
         with self.db.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
-    def add_feedback(self, items: Iterable[tuple[str, Any]]) -> tuple[int, list[str]]:
-        """Store labels for logged predictions; return (matched, ids not in the log)."""
+    def origins(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """The model and version that made each logged prediction of `ids` (unlogged ids are
+        left out)."""
+        unique = list(dict.fromkeys(ids))
+        found: dict[str, tuple[str, int]] = {}
+        c = predictions.c
+        with self.db.engine.connect() as conn:
+            for start in range(0, len(unique), ID_LOOKUP):
+                chunk = _padded(unique[start : start + ID_LOOKUP])
+                q = select(c.id, c.model, c.version).where(c.id.in_(chunk))
+                found.update((pid, (model, version)) for pid, model, version in conn.execute(q))
+        return found
+
+    def add_feedback(
+        self, items: Iterable[tuple[str, Any]], check: LabelCheck | None = None
+    ) -> tuple[int, list[str]]:
+        """Store labels for logged predictions; return (items matched, ids not in the log).
+
+        One label per prediction id: the latest wins, over labels stored before and, within
+        `items`, the last item for an id. `check(index, id, label, model, version)` sees every
+        item of a logged prediction first (with the model and version that made it) and
+        returns the label to store, or raises: then nothing of `items` is stored."""
         pairs = list(items)
-        ids = list(dict.fromkeys(pid for pid, _ in pairs))
-        known: set[str] = set()
-        now = time.time()
+        origins = self.origins(pid for pid, _ in pairs)
+        latest: dict[str, Any] = {}
+        matched = 0
+        for index, (pid, label) in enumerate(pairs):
+            origin = origins.get(pid)
+            if origin is None:
+                continue
+            matched += 1
+            latest[pid] = label if check is None else check(index, pid, label, *origin)
+        if latest:
+            now = time.time()
+            self._upsert([{"prediction_id": p, "label": v, "ts": now} for p, v in latest.items()])
+        unknown = [pid for pid in dict.fromkeys(pid for pid, _ in pairs) if pid not in origins]
+        return matched, unknown
+
+    def _upsert(self, rows: list[dict[str, Any]]) -> None:
+        """INSERT ... ON CONFLICT (prediction_id) DO UPDATE, on SQLite and PostgreSQL alike
+        (`rows` hold each id once: PostgreSQL refuses to update a row twice in a statement)."""
+        dialect = postgresql if self.db.backend == "postgresql" else sqlite
+        insert = dialect.insert(feedback)
+        statement = insert.on_conflict_do_update(
+            index_elements=[feedback.c.prediction_id],
+            set_={"label": insert.excluded.label, "ts": insert.excluded.ts},
+        )
         with self.db.engine.begin() as conn:
-            for start in range(0, len(ids), ID_LOOKUP):
-                chunk = _padded(ids[start : start + ID_LOOKUP])
-                known.update(
-                    conn.execute(
-                        select(predictions.c.id).where(predictions.c.id.in_(chunk))
-                    ).scalars()
-                )
-            rows = [
-                {"prediction_id": pid, "label": label, "ts": now}
-                for pid, label in pairs
-                if pid in known
-            ]
-            if rows:
-                conn.execute(feedback.insert(), rows)
-        unknown = [pid for pid in ids if pid not in known]
-        return len(rows), unknown
+            conn.execute(statement, rows)
 
     def labelled(
         self, model: str, since_ts: float = 0.0, limit: int = 100_000
     ) -> list[dict[str, Any]]:
-        """Logged predictions of `model` that have feedback, newest label per prediction."""
-        latest = (
-            select(feedback.c.prediction_id, func.max(feedback.c.seq).label("seq"))
-            .group_by(feedback.c.prediction_id)
-            .subquery()
-        )
+        """Logged predictions of `model` that have feedback, with their label (one per
+        prediction: the feedback table's unique index keeps it so)."""
         q = (
             select(
                 predictions.c.id,
@@ -247,8 +273,7 @@ class PredictionLog:
                 feedback.c.label,
                 feedback.c.ts.label("label_ts"),
             )
-            .join(latest, latest.c.prediction_id == predictions.c.id)
-            .join(feedback, feedback.c.seq == latest.c.seq)
+            .join(feedback, feedback.c.prediction_id == predictions.c.id)
             .where(predictions.c.model == model, predictions.c.ts >= since_ts)
             .order_by(predictions.c.ts.desc())
             .limit(limit)

@@ -14,7 +14,9 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 1
+# 1: the first schema. 2: one label per prediction id (feedback's unique index; the upgrade keeps
+# the latest of an id's labels). Upgrades: store/database.py, UPGRADES.
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -46,9 +48,11 @@ feedback = Table(
     "feedback",
     metadata,
     Column("seq", _BigId, primary_key=True, autoincrement=True),
-    Column("prediction_id", String(128), nullable=False, index=True),
+    Column("prediction_id", String(128), nullable=False),
     Column("label", JSON, nullable=False),
     Column("ts", Float, nullable=False),
+    # One label per prediction: written with an upsert, the latest label wins.
+    Index("ux_feedback_prediction_id", "prediction_id", unique=True),
 )
 
 jobs = Table(

@@ -1,4 +1,4 @@
-"""A poll that read the pointer before an admin swap cannot undo the swap afterwards."""
+"""The registry watch: a poll in flight cannot undo an admin swap; a bucket is listed rarely."""
 
 import asyncio
 import threading
@@ -44,3 +44,35 @@ def test_a_poll_in_flight_does_not_reinstall_the_version_an_admin_rolled_back(ho
     asyncio.run(scenario())
     assert registry.active(MODEL) == 1
     assert manager.active[MODEL].served.version == 1
+
+
+class CountingRegistry(FolderRegistry):
+    """A folder that says it is remote (as a bucket does) and counts its listings."""
+
+    remote = True
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.listings = 0
+
+    def models(self) -> list[str]:
+        self.listings += 1
+        return super().models()
+
+
+def test_a_remote_registry_is_listed_every_15_s_and_its_pointers_read_every_poll(
+    home: Path,
+) -> None:
+    registry = CountingRegistry(home / "registry")
+    settings = ServiceSettings(home=home, database_url=None, admin_token=None, poll_interval=60)
+    manager = ModelManager(registry, settings, ServiceMetrics(CollectorRegistry()))
+
+    async def scenario() -> None:
+        await manager.start()
+        registry.promote(MODEL, 2, "test", "swap")
+        for _ in range(5):
+            assert await manager.refresh()
+
+    asyncio.run(scenario())
+    assert registry.listings == 1
+    assert manager.active[MODEL].served.version == 2
