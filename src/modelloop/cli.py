@@ -3,10 +3,12 @@
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from modelloop.store.settings import StoreSettings
+
+S = TypeVar("S", bound="StoreSettings")
 
 
 def _train_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -131,13 +133,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {
             k: v for k in ("host", "port", "grpc_port") if (v := getattr(args, k)) is not None
         }
-        return serve(ServiceSettings(**overrides))
+        settings = _settings(ServiceSettings, **overrides)
+        if isinstance(settings, int):
+            return settings
+        return serve(settings)
     if args.command == "monitor":
         from modelloop.monitoring.server import run_monitor
         from modelloop.monitoring.settings import MonitorSettings
 
         given = {"monitor_host": args.host, "monitor_port": args.port}
-        monitor_settings = MonitorSettings(**{k: v for k, v in given.items() if v is not None})
+        monitor_settings = _settings(
+            MonitorSettings, **{k: v for k, v in given.items() if v is not None}
+        )
+        if isinstance(monitor_settings, int):
+            return monitor_settings
         if (problem := _registry_problem(monitor_settings)) is not None:
             return problem
         run_monitor(monitor_settings)
@@ -145,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "trainer":
         from modelloop.training.worker import TrainerSettings, run_trainer
 
-        trainer_settings = TrainerSettings()
+        trainer_settings = _settings(TrainerSettings)
+        if isinstance(trainer_settings, int):
+            return trainer_settings
         if (problem := _registry_problem(trainer_settings)) is not None:
             return problem
         run_trainer(trainer_settings)
@@ -159,6 +170,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return up_command(args.host, args.port, args.grpc_port)
     raise AssertionError(args.command)
+
+
+def _settings(cls: type[S], **overrides: Any) -> S | int:
+    """The component's settings, or one line naming each bad variable and exit code 2 (the
+    values are never shown: they include the admin token and database passwords)."""
+    from pydantic import ValidationError
+
+    from modelloop.cli_output import fail
+
+    try:
+        return cls(**overrides)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_input=False, include_url=False):
+            name = "MODELLOOP_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(err["msg"] if name in err["msg"] else f"{name}: {err['msg']}")
+        return fail("; ".join(problems))
 
 
 def _registry_problem(settings: "StoreSettings") -> int | None:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelloop.cli_output import fail, progress
+from modelloop.service.settings import MIN_TOKEN
 from modelloop.store.registry import Registry, open_registry
 from modelloop.store.settings import StoreSettings
 
@@ -33,13 +34,13 @@ def first_run_token(home: Path) -> tuple[str, Path]:
     home.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         token = path.read_text().strip()
-        if len(token) >= 16:
+        if len(token) >= MIN_TOKEN:  # what the service accepts
             if path.stat().st_mode & 0o077:
                 path.chmod(0o600)
                 progress(f"{path} was readable by others: now mode 0600")
             return token, path
         path.unlink()  # empty or cut short: make a new one
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_urlsafe(32)  # 43 characters
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
@@ -109,6 +110,8 @@ def up(
     env = {
         "MODELLOOP_MONITOR_HOST": host,
         "MODELLOOP_MONITOR_PORT": str(port + 1),
+        # The monitor applies retention: the service need not (unless told to).
+        **({"MODELLOOP_SERVICE_RETENTION": "false"} if "monitor" in components else {}),
         **os.environ,
         **admin,
         "MODELLOOP_HOST": host,

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr, ValidationError
 from service_helpers import (
     ADMIN_TOKEN,
     BREAKERS,
@@ -15,6 +16,7 @@ from service_helpers import (
     sample_sum,
 )
 
+from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import open_database
 from modelloop.store.events import Events
 from modelloop.store.registry import FolderRegistry, Registry
@@ -81,6 +83,51 @@ def test_missing_or_wrong_token_is_401(
     assert FolderRegistry(home / "registry").active(MODEL) == 1
     assert admin.get("/v1/admin/jobs", headers=AUTH).json() == {"jobs": []}
     assert events(home) == []
+
+
+def test_configured_token_is_stripped_like_the_presented_one(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Kubernetes Secret made from a file keeps the file's trailing newline."""
+    monkeypatch.setenv("MODELLOOP_ADMIN_TOKEN", f"{ADMIN_TOKEN}\n")
+    assert ServiceSettings().admin_token == SecretStr(ADMIN_TOKEN)
+    admin = make_client(admin_token=f" {ADMIN_TOKEN}\r\n")
+    r = admin.get("/v1/admin/jobs", headers=AUTH)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", "", "  \n"])
+def test_off_or_empty_token_means_admin_off(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELLOOP_ADMIN_TOKEN", value)
+    assert ServiceSettings().admin_token is None
+
+
+@pytest.mark.parametrize("value", ["short-secret", "fifteen-chars-x", " fifteen-chars-x\n"])
+def test_short_token_is_a_settings_error_that_does_not_echo_it(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELLOOP_ADMIN_TOKEN", value)
+    with pytest.raises(ValidationError) as raised:
+        ServiceSettings()
+    message = str(raised.value)
+    assert "MODELLOOP_ADMIN_TOKEN" in message
+    assert "at least 16 characters" in message
+    assert value.strip() not in message
+    assert ServiceSettings(admin_token="sixteen-chars-xx").admin_token is not None
+
+
+def test_serve_with_a_short_token_exits_with_one_line_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelloop.cli import main
+
+    monkeypatch.setenv("MODELLOOP_HOME", str(tmp_path))
+    monkeypatch.setenv("MODELLOOP_ADMIN_TOKEN", "hunter2-secret")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("modelloop: error: MODELLOOP_ADMIN_TOKEN must be at least 16")
+    assert "hunter2" not in err
 
 
 def test_retrain_queues_one_job_and_records_events(admin: TestClient, home: Path) -> None:

@@ -70,6 +70,7 @@ def assert_timed_out(reply: bytes, started: float) -> None:
     assert lines[0].startswith("http/1.1 408"), reply
     assert "connection: close" in lines, reply
     assert "content-type: application/json" in lines, reply
+    assert "x-content-type-options: nosniff" in lines, reply
     assert "did not arrive" in json.loads(body)["error"]
 
 
@@ -134,6 +135,7 @@ def test_connections_over_the_limit_get_503_and_service_resumes(
             head, _, body = reply.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 503"), reply
             assert b"connection: close" in head.lower(), reply
+            assert b"x-content-type-options: nosniff" in head.lower(), reply
             assert "too many connections" in json.loads(body)["error"]
             for s in held:  # the held connections are still served
                 s.sendall(live)
@@ -174,3 +176,17 @@ def test_a_request_still_arriving_does_not_hold_up_a_stop(
             assert read_all(s).startswith(b"HTTP/1.1 408")
     finally:
         server.stop()
+
+
+def test_a_request_that_is_not_http_gets_a_json_400_with_nosniff(server: ServerProcess) -> None:
+    with connect(server) as s:
+        s.sendall(b"HELLO THERE\x00\r\n\r\n")
+        reply = read_all(s)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0].startswith("http/1.1 400"), reply
+    assert "x-content-type-options: nosniff" in lines, reply
+    assert "content-type: application/json" in lines, reply
+    assert "connection: close" in lines, reply
+    assert "invalid" in json.loads(body)["error"].lower()
+    assert httpx.get(server.url + "/v2/health/ready").status_code == 200

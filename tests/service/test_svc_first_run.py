@@ -17,6 +17,9 @@ import pytest
 import tritonclient.grpc as triton
 from service_helpers import ADMIN_TOKEN
 
+from modelloop.service.settings import MIN_TOKEN, ServiceSettings
+from modelloop.up import first_run_token
+
 
 def _two_free_ports() -> int:
     """A port whose successor is free too (`up` puts the monitor on port + 1)."""
@@ -78,6 +81,18 @@ def running_up(home: Path, **env: str) -> Iterator[tuple[str, Path]]:
 def _jobs(url: str, token: str | None) -> int:
     headers = {"authorization": f"Bearer {token}"} if token is not None else {}
     return httpx.get(f"{url}/v1/admin/jobs", headers=headers, timeout=10).status_code
+
+
+def test_first_run_token_is_one_the_service_accepts(tmp_path: Path) -> None:
+    (tmp_path / "admin-token").write_text("fifteen-chars-x\n")  # below the minimum: replaced
+    token, path = first_run_token(tmp_path)
+    assert len(token) >= MIN_TOKEN
+    assert token != "fifteen-chars-x"
+    assert path.read_text() == f"{token}\n"
+    settings = ServiceSettings(admin_token=path.read_text())  # as a Secret from the file
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == token
+    assert first_run_token(tmp_path) == (token, path)
 
 
 @pytest.mark.slow

@@ -249,3 +249,48 @@ def test_a_corrupt_version_is_not_reread_on_every_request(make_client: Any, home
     assert r.status_code == 200, r.text
     assert r.json()["version"] == version
     assert failures() == 1
+
+
+@pytest.mark.parametrize("api", ["v1", "oip"])
+def test_a_corrupt_version_is_read_and_hashed_once_per_poll_interval(
+    make_client: Any, home: Path, monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    """Counted at the registry: the service's own FolderRegistry, its `_read` wrapped."""
+    poll = 1.5
+    client = make_client(poll_interval=poll)
+    registry = client.app.state.service.registry
+    assert isinstance(registry, FolderRegistry)
+    version = publish_corrupt(FolderRegistry(home / "registry"))
+    reads: list[str] = []
+    real_read = registry._read
+
+    def counting_read(model: str, v: int, filename: str) -> bytes:
+        if (model, v) == (MODEL, version):
+            reads.append(filename)
+        return real_read(model, v, filename)
+
+    monkeypatch.setattr(registry, "_read", counting_read)
+    if api == "v1":
+        path, body = f"/v1/models/{MODEL}/versions/{version}/predict", {"instances": [row(1)]}
+    else:
+        path = f"/v2/models/{MODEL}/versions/{version}/infer"
+        body = {"inputs": oip_inputs([row(1)])}
+
+    def graph_reads() -> int:
+        return reads.count("model.onnx")
+
+    first = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: client.post(path, json=body), range(16)))
+    replies += [client.post(path, json=body) for _ in range(20)]
+    assert time.monotonic() - first < poll
+    for r in replies:
+        assert_error(r, 503, "sha256")
+    assert graph_reads() == 1
+    time.sleep(poll - (time.monotonic() - first) + 0.1)
+    # After the interval: read (and hashed) once more, then remembered again.
+    again = time.monotonic()
+    for _ in range(20):
+        assert_error(client.post(path, json=body), 503, "sha256")
+    assert time.monotonic() - again < poll
+    assert graph_reads() == 2

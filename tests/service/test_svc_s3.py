@@ -112,8 +112,8 @@ def test_admin_promote_and_rollback_on_the_bucket(
     home: Path, s3_url: str, s3_env: dict[str, str], make_client: Any
 ) -> None:
     upload_registry(home / "registry", s3_url)
-    admin = make_client(admin_token="t0ken", registry=s3_url)
-    auth = {"Authorization": "Bearer t0ken"}
+    admin = make_client(admin_token="t0ken-for-the-bucket", registry=s3_url)
+    auth = {"Authorization": "Bearer t0ken-for-the-bucket"}
     r = admin.post(f"/v1/admin/models/{MODEL}/promote", headers=auth, json={"version": 2})
     assert r.status_code == 200, r.text
     assert r.json()["serving_version"] == 2

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from service_helpers import (
+    ADMIN_TOKEN,
     FEATURES,
     MODEL,
     NUMERIC,
@@ -23,6 +24,7 @@ from service_helpers import (
 
 from modelloop.store.database import open_database
 from modelloop.store.predictions import PredictionLog
+from modelloop.store.registry import FolderRegistry
 
 PREDICT = f"/v1/models/{MODEL}/predict"
 
@@ -452,3 +454,85 @@ def test_get_model(client: TestClient) -> None:
     assert m["history"]
     assert m["history"][-1]["to_version"] == 1
     assert math.isfinite(m["metrics"]["accuracy"])
+
+
+SECRET_CSV = "/srv/secret-share/team-x/churn-2026.csv"
+
+
+def _leaky_registry(home: Path) -> None:
+    """v1 trained from a CSV file, promoted and rolled back by actors with addresses."""
+    meta_file = home / "registry" / MODEL / "1" / "metadata.json"
+    meta = orjson.loads(meta_file.read_bytes())
+    meta["data"]["path"] = SECRET_CSV
+    meta["data"]["source"] = f"{SECRET_CSV} + 300 labelled predictions"
+    meta_file.write_bytes(orjson.dumps(meta))
+    registry = FolderRegistry(home / "registry")
+    registry.promote(MODEL, 2, "alice@build-host-7.corp", f"trial of {SECRET_CSV}")
+    registry.rollback(MODEL, "admin@10.1.2.3", "worse, see C:\\Users\\bob\\notes.txt")
+
+
+@pytest.mark.parametrize(
+    ("configured", "headers"),
+    [
+        (None, {}),
+        (None, {"authorization": f"Bearer {ADMIN_TOKEN}"}),
+        (ADMIN_TOKEN, {}),
+        (ADMIN_TOKEN, {"authorization": f"Bearer {ADMIN_TOKEN}x"}),
+        (ADMIN_TOKEN, {"authorization": f"Basic {ADMIN_TOKEN}"}),
+    ],
+    ids=["admin off", "admin off, token given", "no token", "wrong token", "not bearer"],
+)
+def test_get_model_is_redacted_without_the_admin_token(
+    home: Path,
+    make_client: Callable[..., TestClient],
+    configured: str | None,
+    headers: dict[str, str],
+) -> None:
+    _leaky_registry(home)
+    r = make_client(admin_token=configured).get(f"/v1/models/{MODEL}", headers=headers)
+    assert r.status_code == 200, r.text
+    assert "Authorization" in r.headers["vary"]
+    for leak in ("/srv", "secret-share", "team-x", "build-host", "10.1.2.3", "Users", "bob"):
+        assert leak not in r.text
+    m = r.json()
+    assert m["data"]["path"] == "churn-2026.csv"
+    assert m["data"]["source"] == "churn-2026.csv + 300 labelled predictions"
+    assert m["data"]["sha256"]
+    history = m["history"][-2:]
+    assert [h["actor"] for h in history] == ["alice", "admin"]
+    assert [h["reason"] for h in history] == ["trial of churn-2026.csv", "worse, see notes.txt"]
+    assert [(h["action"], h["to_version"]) for h in history] == [("promote", 2), ("rollback", 1)]
+
+
+def test_get_model_is_whole_with_the_admin_token(
+    home: Path, make_client: Callable[..., TestClient]
+) -> None:
+    _leaky_registry(home)
+    client = make_client(admin_token=ADMIN_TOKEN)
+    r = client.get(f"/v1/models/{MODEL}", headers={"authorization": f"bearer  {ADMIN_TOKEN} "})
+    assert r.status_code == 200, r.text
+    m = r.json()
+    assert m["data"]["path"] == SECRET_CSV
+    assert m["data"]["source"] == f"{SECRET_CSV} + 300 labelled predictions"
+    history = m["history"][-2:]
+    assert [h["actor"] for h in history] == ["alice@build-host-7.corp", "admin@10.1.2.3"]
+    assert history[0]["reason"] == f"trial of {SECRET_CSV}"
+
+
+def test_the_report_page_shows_actors_and_reasons_redacted(home: Path) -> None:
+    """The page is public like GET /v1/models/{m}: the same redaction."""
+    from modelloop.monitoring.report_page import render
+    from modelloop.store.events import Events
+
+    db = open_database(f"sqlite:///{home / 'modelloop.db'}")
+    try:
+        events = Events(db)
+        events.record(MODEL, "promote", "admin@10.1.2.3", {"reason": f"see {SECRET_CSV}"})
+        events.record(MODEL, "publish", "alice@build-host-7.corp", {"text": "trained"})
+        page = render(MODEL, FolderRegistry(home / "registry"), db)
+    finally:
+        db.dispose()
+    for leak in ("10.1.2.3", "build-host", "/srv", "secret-share"):
+        assert leak not in page
+    assert "<td>admin</td><td>see churn-2026.csv</td>" in page
+    assert "<td>alice</td><td>trained</td>" in page

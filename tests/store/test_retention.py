@@ -104,3 +104,16 @@ def test_no_bound_deletes_nothing(db: Database) -> None:
     ids = log_rows(db, [400.0] * 10)
     assert not Retention(db, 0, 0).prune(now=NOW)
     assert remaining_ids(db) == ids
+
+
+def test_a_stop_ends_a_pass_after_the_current_batch(db: Database) -> None:
+    """The service sets it on shutdown: a long pass does not hold up the drain."""
+    import threading
+
+    ids = log_rows(db, [40.0] * 20)
+    stop = threading.Event()
+    stop.set()
+    assert Retention(db, 30 * DAY, 0, batch=5).prune(now=NOW, stop=stop).predictions == 0
+    assert remaining_ids(db) == ids
+    stop.clear()
+    assert Retention(db, 30 * DAY, 0, batch=5).prune(now=NOW, stop=stop).predictions == 20

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from modelloop.monitoring.charts import bar_pairs, line_chart
+from modelloop.redact import actor_name, scrub
 from modelloop.store.database import Database
 from modelloop.store.events import Events
 from modelloop.store.metadata import ReferenceProfile
@@ -213,7 +214,8 @@ def render(model: str, registry: Registry, db: Database, history: int = 200) -> 
         text = details.get("text") or details.get("decision") or details.get("reason") or ""
         body.append(
             f"<tr><td>{_when(e['ts'])}</td><td>{escape(e['kind'])}</td>"
-            f"<td>{escape(e['actor'])}</td><td>{escape(str(text))[:200]}</td></tr>"
+            f"<td>{escape(actor_name(e['actor']))}</td><td>{escape(scrub(str(text)))[:200]}</td>"
+            "</tr>"
         )
     body.append("</table>")
     return (

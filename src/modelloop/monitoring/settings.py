@@ -75,18 +75,3 @@ class MonitorSettings(StoreSettings):
     report_seconds: float = Field(
         default=10.0, ge=0, description="least time between rewrites of the HTML report page"
     )
-    retention_days: float = Field(
-        default=30.0,
-        ge=0,
-        description="logged predictions, their feedback and drift reports older than this "
-        "are deleted; 0 keeps them forever",
-    )
-    retention_rows: int = Field(
-        default=0,
-        ge=0,
-        description="the prediction log keeps at most this many rows, oldest deleted first; "
-        "0 means no row bound",
-    )
-    retention_interval: float = Field(
-        default=60.0, gt=0, description="seconds between retention passes"
-    )

@@ -257,10 +257,14 @@ class ModelDescription(BaseModel):
     classes: list[int | str]
     versions: list[VersionSummary]
     history: list[dict[str, Any]] | None = Field(
-        default=None, description="promotions and rollbacks (GET /v1/models/{model} only)"
+        default=None,
+        description="promotions and rollbacks (GET /v1/models/{model} only); without the "
+        "admin token actors lose their host or address and reasons their file paths",
     )
     parity: dict[str, Any] | None = Field(default=None, description="ONNX/sklearn parity")
-    data: dict[str, Any] | None = Field(default=None, description="training data")
+    data: dict[str, Any] | None = Field(
+        default=None, description="training data; without the admin token file base names only"
+    )
 
 
 class ModelList(BaseModel):

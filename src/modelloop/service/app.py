@@ -18,11 +18,13 @@ import modelloop
 from modelloop.service.body import BodyLimit
 from modelloop.service.errors import ServiceError, retry_after_header
 from modelloop.service.fastpath import FastPath
+from modelloop.service.headers import SecurityHeaders
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.model_openapi import ModelOpenApi
 from modelloop.service.models import ModelManager
 from modelloop.service.predict import Predictor
+from modelloop.service.retention import ServiceRetention
 from modelloop.service.routes_admin import admin_router
 from modelloop.service.routes_docs import docs_router
 from modelloop.service.routes_oip import oip_router
@@ -112,6 +114,8 @@ def create_app(
         events=Events(db),
     )
 
+    retention = ServiceRetention(db, settings, metrics)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import asyncio
@@ -128,6 +132,7 @@ def create_app(
             grpc_server = GrpcServer(service, predictor)
             await grpc_server.start()
             service.on_drain.append(grpc_server.stop)
+        retention.start()
         service.started = True
         # Everything loaded so far lives as long as the process: keep the collector from
         # walking it again on every full collection (those walks were the p99 outliers).
@@ -147,6 +152,7 @@ def create_app(
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await retention.stop()
             await service.log.drain()
             db.dispose()
 
@@ -161,6 +167,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = service
+    app.state.retention = retention
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> Response:
@@ -183,6 +190,14 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
         return json_response({"error": _validation_message(exc)}, 422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> Response:
+        # Starlette answers this outside the middleware (so the header is set here), then
+        # re-raises for the server to log.
+        return json_response(
+            {"error": "internal error"}, 500, {"X-Content-Type-Options": "nosniff"}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -209,5 +224,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Inside the fast path, which sets the header itself: no per-request wrapper on predict.
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(FastPath, predictor=predictor, limit=settings.max_body_bytes)
     return app

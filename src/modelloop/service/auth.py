@@ -28,3 +28,13 @@ def check_bearer(
         raise Unauthorized(f"{name} API needs 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(credentials.credentials.strip().encode(), expected):
         raise Unauthorized(f"{name} token is not valid")
+
+
+def bearer_matches(authorization: str | None, expected: bytes | None) -> bool:
+    """Whether an `Authorization` header value is `Bearer <expected>` (scheme in any case,
+    whitespace around the token ignored), compared in constant time; False when no token is
+    configured. For routes that answer everyone but show more to the token's holder."""
+    if authorization is None or expected is None:
+        return False
+    scheme, _, token = authorization.strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)

@@ -22,6 +22,8 @@ import orjson
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from modelloop.service.headers import NOSNIFF
+
 log = logging.getLogger("modelloop.service")
 
 
@@ -29,6 +31,7 @@ def _response(status: int, reason: str, message: str) -> bytes:
     body = orjson.dumps({"error": message})
     return (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        "x-content-type-options: nosniff\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode() + body
 
@@ -39,6 +42,7 @@ async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
+        NOSNIFF,
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -93,6 +97,14 @@ class TimedProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self.arriving_since = None
         self.begun = False
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request that is not HTTP, as JSON and with nosniff like every
+        other answer (uvicorn's is text/plain, without the header)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(_response(400, "Bad Request", msg))
+        self.transport.close()
 
     def timed_out(self) -> None:
         """The request has not arrived in time: 408 (unless it was answered already, or

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelloop.service.body import check_content_type, has_body
 from modelloop.service.errors import PayloadTooLarge, ServiceError
+from modelloop.service.headers import NOSNIFF
 from modelloop.service.predict import Predictor, Reply
 
 log = logging.getLogger("modelloop.service")
@@ -103,6 +104,7 @@ class FastPath:
         headers = [
             (b"content-type", reply.media_type.encode()),
             (b"content-length", str(len(reply.body)).encode()),
+            NOSNIFF,
             *((k.encode(), v.encode()) for k, v in reply.headers.items()),
         ]
         if status == 413:

@@ -53,6 +53,19 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.retention_deleted = Counter(
+            "modelloop_retention_deleted_rows",
+            "rows deleted by the service's retention passes (MODELLOOP_SERVICE_RETENTION)",
+            ["table"],
+            registry=registry,
+        )
+        for table in ("predictions", "feedback", "drift_reports"):
+            self.retention_deleted.labels(table)
+        self.retention_errors = Counter(
+            "modelloop_retention_errors",
+            "the service's retention passes that failed (the database away, say)",
+            registry=registry,
+        )
         self.batch_rows = Histogram(
             "modelloop_batch_rows",
             "rows in one ONNX Runtime call",

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from modelloop.service import api_schema as schema
 from modelloop.service.errors import NotFound
+from modelloop.service.headers import report_headers
 from modelloop.service.routes_v1 import json_response
 from modelloop.service.state import Service
 from modelloop.store.reports import DriftReports, MonitorStates, ReportPages
@@ -61,6 +62,6 @@ def reports_router(service: Service) -> APIRouter:
         html = await asyncio.to_thread(pages.get, model)
         if html is None:
             raise NotFound(f"model {model!r} has no report page yet: the monitor writes it")
-        return HTMLResponse(html)
+        return HTMLResponse(html, headers=report_headers(html))
 
     return router

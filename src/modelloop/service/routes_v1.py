@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import PurePath, PureWindowsPath
 from typing import Annotated, Any
 
 import orjson
@@ -9,8 +10,9 @@ from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
+from modelloop.redact import actor_name, scrub
 from modelloop.service import api_schema as schema
-from modelloop.service.auth import bearer_scheme, check_bearer, expected_token
+from modelloop.service.auth import bearer_matches, bearer_scheme, check_bearer, expected_token
 from modelloop.service.errors import NotFound
 from modelloop.service.feedback import LabelRules, check_items
 from modelloop.service.predict import Predictor
@@ -118,16 +120,43 @@ def v1_router(service: Service, predictor: Predictor) -> APIRouter:
         out = [await asyncio.to_thread(_describe, service, name, False) for name in names]
         return json_response({"models": out})
 
+    admin = expected_token(service.settings.admin_token)
+
     @router.get(
         "/v1/models/{model}",
         tags=["models"],
         responses=schema.responses(404, body=schema.ModelDescription),
         summary="A model's versions, active version, metrics and input schema",
+        description="Without `Authorization: Bearer $MODELLOOP_ADMIN_TOKEN` (or with a wrong "
+        "one) the history and training data are redacted: file paths become base names and "
+        "actors lose their host or address (`admin@10.0.0.7` is `admin`).",
     )
-    async def get_model(model: schema.ModelName) -> Response:
-        return json_response(await asyncio.to_thread(_describe, service, model, True))
+    async def get_model(model: schema.ModelName, request: Request) -> Response:
+        out = await asyncio.to_thread(_describe, service, model, True)
+        if not bearer_matches(request.headers.get("authorization"), admin):
+            out = redacted(out)
+        return json_response(out, headers={"Vary": "Authorization"})
 
     return router
+
+
+def redacted(description: dict[str, Any]) -> dict[str, Any]:
+    """The full description as callers without the admin token see it."""
+    out = dict(description)
+    if (history := out.get("history")) is not None:
+        out["history"] = [
+            {**h, "actor": actor_name(h["actor"]), "reason": scrub(h["reason"])} for h in history
+        ]
+    if (data := out.get("data")) is not None:
+        data = dict(data)
+        path = data.get("path")
+        if path:
+            base = PurePath(path).name or PureWindowsPath(path).name
+            data["path"] = base
+            data["source"] = data["source"].replace(path, base)
+        data["source"] = scrub(data["source"])
+        out["data"] = data
+    return out
 
 
 def _describe(service: Service, model: str, full: bool) -> dict[str, Any]:

@@ -1,18 +1,19 @@
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_core import PydanticCustomError
 
 from modelloop.store.settings import StoreSettings
 
-MIN_TOKEN = 16  # characters in a configured feedback token, at least
+# Characters in a configured admin or feedback token, at least (`modelloop up` makes 43).
+MIN_TOKEN = 16
 
 
 class ServiceSettings(StoreSettings):
     """`MODELLOOP_*` settings of the HTTP service."""
 
-    # A settings error names the field and what is wrong, never the value given (a token).
-    model_config = SettingsConfigDict(**StoreSettings.model_config, hide_input_in_errors=True)
+    # A settings error names the field and what is wrong, never the value given (a token):
+    # StoreSettings' model_config hides inputs in errors for every component.
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port")
@@ -24,17 +25,41 @@ class ServiceSettings(StoreSettings):
         "same host as HTTP; 0: gRPC off",
     )
     admin_token: SecretStr | None = Field(
-        default=None, description="no token (or `off`): admin API off"
+        default=None,
+        description="bearer token for `/v1/admin/*` (and the full `GET /v1/models/{m}`), at "
+        f"least {MIN_TOKEN} characters, surrounding whitespace (a Secret's trailing "
+        "newline) ignored; unset, empty or `off`: admin API off",
     )
 
     @field_validator("admin_token", mode="before")
     @classmethod
-    def _admin_off(cls, value: Any) -> Any:
-        """`off` (as `modelloop up` passes it) and an empty value both mean admin off."""
-        if isinstance(value, str) and value.strip().lower() in ("", "off"):
+    def _admin_token(cls, value: Any) -> Any:
+        """Stripped as the presented token is; `off` (as `modelloop up` passes it) and an
+        empty value both mean admin off; a shorter token is refused without echoing it."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if value.lower() in ("", "off"):
             return None
+        if len(value) < MIN_TOKEN:
+            # PydanticCustomError, not ValueError: the error must not carry the input.
+            raise PydanticCustomError(
+                "admin_token_short",
+                "MODELLOOP_ADMIN_TOKEN must be at least {minimum} characters "
+                "(got {length}); unset it or set it to 'off' to turn admin off",
+                {"minimum": MIN_TOKEN, "length": len(value)},
+            )
         return value
 
+    service_retention: bool = Field(
+        default=True,
+        description="apply the retention settings here too, in a background thread every "
+        "retention_interval, so that a deployment running only `modelloop serve` does not "
+        "keep its log forever; where the monitor runs (it applies them itself) set false, as "
+        "`modelloop up` and the k8s manifests do",
+    )
     feedback_token: SecretStr | None = Field(
         default=None,
         description="bearer token that POST /v1/feedback requires (`Authorization: Bearer "

@@ -2,6 +2,7 @@
 log also by rows. Deletes go oldest first in small transactions, so writers are never held up
 for long; SQLite reuses the freed pages, so the file stops growing once the bound is reached."""
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -50,14 +51,19 @@ class Retention:
             seq = conn.execute(q).scalar()
         return None if seq is None else int(seq)
 
-    def prune(self, now: float | None = None) -> Pruned:
+    @property
+    def bounded(self) -> bool:
+        return self.max_age_seconds > 0 or self.max_rows > 0
+
+    def prune(self, now: float | None = None, stop: threading.Event | None = None) -> Pruned:
+        """Delete what the bounds condemn; with `stop` set, end after the current batch."""
         if self.max_age_seconds <= 0 and self.max_rows <= 0:
             return Pruned()
         now = time.time() if now is None else now
         age_cutoff = now - self.max_age_seconds if self.max_age_seconds > 0 else None
         seq_cutoff = self._row_cutoff()
         n_predictions = n_feedback = 0
-        while True:
+        while stop is None or not stop.is_set():
             with self.db.engine.begin() as conn:
                 chunk = conn.execute(
                     select(predictions.c.seq, predictions.c.ts)
