@@ -28,6 +28,13 @@ if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
     echo "missing tools (run as root to install): checkov" >&2
   fi
 fi
+# kserve (tests/service/test_svc_grpc_kserve.py: KServe's own gRPC client) pins fastapi, numpy
+# and protobuf against ours: a venv of its own too.
+if [ "$(id -u)" = 0 ]; then
+  bash tests/service/kserve/setup.sh
+elif [ ! -x "${MODELLOOP_KSERVE_VENV:-/opt/modelloop-ci/kserve}/bin/python" ]; then
+  echo "missing tools (run as root to install): kserve venv (tests/service/kserve/setup.sh)" >&2
+fi
 # PostgreSQL on 127.0.0.1:5432 for the PostgreSQL backend's tests.
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
   if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then

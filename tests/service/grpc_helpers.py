@@ -1,10 +1,10 @@
 """gRPC clients for the service tests: a raw one on the KServe proto, and tritonclient inputs.
 
-`kserve` (the PyPI package, whose InferenceGRPCClient would be the natural KServe client)
-cannot be installed next to our pinned fastapi, numpy and protobuf; `KServeClient` speaks the
-same wire format from KServe's own `grpc_predict_v2.proto` (the file our stubs are built
-from), with plain grpcio calls, so it can also send what stock clients never do: typed
-contents, malformed messages.
+`kserve` (the PyPI package) cannot be installed next to our pinned fastapi, numpy and
+protobuf: its stock InferenceGRPCClient runs from a venv of its own in
+test_svc_grpc_kserve.py. `KServeClient` here speaks the same wire format from KServe's own
+`grpc_predict_v2.proto` (the file our stubs are built from) with plain grpcio calls, so it can
+also send what stock clients never do: typed contents, malformed messages.
 """
 
 from typing import Any
