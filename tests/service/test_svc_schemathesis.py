@@ -10,12 +10,11 @@ The schema is the one an app serving the trained registry answers at /openapi.js
 holds the typed operations of `default` (`/v1/models/default/predict`, `/v2/models/default/infer`
 and their versions routes, see service/model_openapi.py) besides the generic `{model}` ones,
 which now describe the models without a typed operation (any other name: 404). The v1 ones get
-every check unrelaxed. One adjustment remains, for the OIP infer operations: a tensor request
-cannot be fully typed in JSON Schema (every tensor's shape must give the same rows, its data as
-many values, each feature's tensor once), so a body that fits the schema but not the model may
-get the documented 422 from `positive_data_acceptance`. And one rule of v1 predict is out of
-JSON Schema's reach: `ids` has as many items as `instances`, each printable (a Unicode
-category); `map_case` makes the positive cases keep it, as the schema's description asks
+every check unrelaxed, and so do the typed infer ones. Some rules are out of JSON Schema's
+reach and given in the operations' descriptions instead: v1 predict's `ids` has as many items
+as `instances`, each printable (a Unicode category); a tensor request has each feature's tensor
+once, every tensor the same rows, a shape that matches its data, and values that fit its
+datatype. `map_case` makes the positive cases keep those rules, as the descriptions ask
 callers to, and keeps the same rule for the ids of `/v1/feedback` items. (Feedback labels are
 checked against the classes of the version that made the prediction; generated ids name no
 logged prediction, so they are answered as `unknown_ids`, never a 422.)
@@ -35,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -42,12 +42,22 @@ from hypothesis import HealthCheck, settings
 from schemathesis import Case, GenerationMode, HookContext
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi
-from service_helpers import ADMIN_TOKEN, MODEL, TestClient, copy_home, train_template
+from service_helpers import (
+    ADMIN_TOKEN,
+    FEATURES,
+    MODEL,
+    NUMERIC,
+    TestClient,
+    copy_home,
+    row,
+    train_template,
+)
 from starlette.types import Receive, Scope, Send
 
 from modelloop.service.app import create_app
 from modelloop.service.errors import Unprocessable
 from modelloop.service.ids import check_prediction_id
+from modelloop.service.oip import NUMPY_OF
 from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import Database
 from modelloop.store.jobs import JobQueue
@@ -61,7 +71,6 @@ MAX_EXAMPLES = 80
 
 # Each check's default expected statuses (schemathesis 4), plus the ones noted.
 REJECTED = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx"]
-ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 
 CONFIG = SchemathesisConfig.from_dict(
     {
@@ -76,15 +85,6 @@ CONFIG = SchemathesisConfig.from_dict(
             # refused with 413 Content Too Large: a rejection like any other 4xx.
             "negative_data_rejection": {"expected-statuses": [*REJECTED, "413"]},
         },
-        "operations": [
-            {
-                # A tensor request cannot be fully typed in JSON Schema (see above): a body
-                # that fits the schema but not the model is answered with the documented 422,
-                # naming the problem. Every other status still fails this check.
-                "include-path-regex": "/infer$",
-                "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
-            }
-        ],
     }
 )
 
@@ -144,6 +144,8 @@ def map_case(context: HookContext, case: Case) -> Case:
         return case
     if case.path == "/v1/feedback" and isinstance(body, dict):
         return _feedback_case(case, body)
+    if case.path.startswith(f"/v2/models/{MODEL}/") and isinstance(body, dict):
+        return _infer_case(case, body)
     if (
         not case.path.endswith("/predict")
         or not isinstance(body, dict)
@@ -195,6 +197,56 @@ def app(home: Path) -> Iterator[FastAPI]:
         # running; stop it here (draining the log writer, closing the database).
         asgi.shutdown_lifespans()
         APP.app = None
+
+
+def _infer_case(case: Case, body: dict[str, Any]) -> Case:
+    """Positive typed infer cases with the rules of a tensor request JSON Schema cannot state,
+    as the operation's description gives them: each feature's tensor once (a repeated one
+    dropped, a missing one added), every tensor the same rows, its shape [rows] or [rows, 1]
+    with as many values, and the request id valid for the id rule."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(t, dict) for t in inputs):
+        return case
+    if not all(isinstance(t.get("data"), list) for t in inputs):
+        return case
+    by_name: dict[str, dict[str, Any]] = {}
+    for t in inputs:
+        by_name.setdefault(str(t.get("name")), t)
+    rows = min((len(t["data"]) for t in by_name.values()), default=1)
+    tensors = []
+    for name in FEATURES:
+        t = by_name.get(name)
+        if t is None:
+            value = row(0)[name]
+            t = {
+                "name": name,
+                "datatype": "FP32" if name in NUMERIC else "BYTES",
+                "shape": [rows],
+                "data": [value] * rows,
+            }
+        shape = t.get("shape")
+        two_d = isinstance(shape, list) and len(shape) == 2
+        data = [_fitting(v, t.get("datatype")) for v in t["data"][:rows]]
+        tensors.append({**t, "data": data, "shape": [rows, 1] if two_d else [rows]})
+    case.body = {**body, "inputs": tensors}
+    if "id" in body:
+        try:
+            check_prediction_id(body["id"], "id", suffix=len(str(max(rows - 1, 0))) + 1)
+        except Unprocessable:
+            case.body["id"] = "replaced"
+    return case
+
+
+def _fitting(value: Any, datatype: Any) -> Any:
+    """`value`, or 1 if it does not fit the numeric `datatype` (the description's rule)."""
+    if datatype not in NUMPY_OF or datatype == "BYTES" or isinstance(value, str):
+        return value
+    try:
+        with np.errstate(over="raise"):
+            np.array([value], dtype=NUMPY_OF[datatype])
+    except (OverflowError, ValueError, FloatingPointError):
+        return 1
+    return value
 
 
 def _feedback_case(case: Case, body: dict[str, Any]) -> Case:

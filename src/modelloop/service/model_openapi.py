@@ -143,8 +143,9 @@ def _response(meta: ModelMetadata, versions: Sequence[int] | None) -> dict[str, 
 
 def _infer_body(meta: ModelMetadata, generic: Mapping[str, Any]) -> dict[str, Any]:
     """The generic OIP request with one tensor per feature, named and typed (a numeric feature
-    takes any number type, a categorical one BYTES). That the tensors' shapes agree, and match
-    their data, JSON Schema cannot say: the description does (else 422)."""
+    takes any number type with values in the float32 range, a categorical one BYTES strings).
+    That the tensors' shapes agree and match their data, and that each value fits its datatype,
+    JSON Schema cannot say: the description does (else 422)."""
     body = copy.deepcopy(dict(generic))
     media = body["content"]["application/json"]
     props = media["schema"]["properties"]
@@ -159,12 +160,22 @@ def _infer_body(meta: ModelMetadata, generic: Mapping[str, Any]) -> dict[str, An
         typed["properties"]["datatype"] = (
             {"enum": numeric} if f.kind == "numeric" else {"const": "BYTES"}
         )
+        typed["properties"]["data"] = {
+            "type": "array",
+            "minItems": 1,
+            "items": (
+                {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+                if f.kind == "numeric"
+                else {"type": "string", "maxLength": MAX_STRING}
+            ),
+        }
         tensors.append(typed)
     n = len(meta.features)
     inputs.update(minItems=n, maxItems=n, items={"oneOf": tensors})
     inputs["description"] = (
         f"one tensor per feature of {meta.name} v{meta.version}, each of shape [rows] or "
-        "[rows, 1] with as many values, every tensor the same rows (else 422)"
+        "[rows, 1] with as many values, every tensor the same rows, each value fitting its "
+        "datatype (else 422)"
     )
     props["outputs"]["items"]["properties"]["name"] = {"enum": list(meta.outputs)}
     media["example"] = {

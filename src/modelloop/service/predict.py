@@ -248,13 +248,14 @@ class Predictor:
         start = time.perf_counter()
         code, version_label = 500, ""
         try:
+            # The model first: a request for one that does not exist is a 404, whatever its body.
+            slot = await self.slot(model, version)
             req = decode()
             if req.rows > self.settings.max_instances:
                 raise PayloadTooLarge(
                     f"{req.rows} rows is more than the limit of "
                     f"{self.settings.max_instances} per request"
                 )
-            slot = await self.slot(model, version)
             served = slot.served
             version_label = served.version_label
             columns = _columns(served, req)
