@@ -127,7 +127,8 @@ def test_training_records_the_calibration_figures(churn: Served, classes3: Serve
         assert est is not None
         assert est.calibration_figures is not None
         fig = est.calibration_figures
-        assert fig.rows == served.meta.data.rows_test + served.meta.data.rows_validation
+        data = served.meta.data  # out of fold on every split
+        assert fig.rows == data.rows_train + data.rows_validation + data.rows_test
         assert fig.applied == (est.calibration is not None)
         assert fig.applied == (fig.ece_after < fig.ece_before)
         assert 0 <= fig.brier_after < 1

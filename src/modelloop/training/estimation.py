@@ -5,6 +5,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import KFold
 
 from modelloop.store.metadata import Estimation, ReferenceProfile
 from modelloop.training.calibration import calibrate
@@ -12,10 +14,16 @@ from modelloop.training.error_model import fit_error_model
 from modelloop.training.prepare import Splits
 
 AUC_BINS = 200  # quantile bins of each scored class's probability, for the estimated ROC AUC
-ERRORS_ON = "the test split's residuals of the served model (figures: two-fold cross-fitted)"
+ERROR_FOLDS = 5  # each fold's model fits 4/5 of the rows: as many as the served model's
+ERRORS_ON = (
+    "out-of-fold residuals on every split (5 folds, each model the served one's parameters "
+    "fitted on the other 4/5: as many rows as the served model's); figures: two-fold "
+    "cross-fitted on them"
+)
 CALIBRATED_ON = (
-    "the test split predicted by the served model, and the validation split predicted by the "
-    "model fitted on the training split only (figures: two-fold cross-fitted on them)"
+    "out-of-fold predictions on every split (5 folds, each model the served one's parameters "
+    "fitted on the other 4/5: as many rows as the served model's); figures: two-fold "
+    "cross-fitted on them"
 )
 
 
@@ -34,6 +42,39 @@ def auc_edges(proba: np.ndarray, bins: int = AUC_BINS) -> list[list[float]]:
     return out
 
 
+def cross_fitted(
+    pipeline: Any, splits: Splits, folds: int = ERROR_FOLDS, seed: int = 0
+) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """Rows and labels of every split, each row predicted (probabilities of the served model's
+    classes, or values) by the served model's parameters fitted on the other folds. With the
+    default 20 % test split and 5 folds each model fits as many rows as the served one (train +
+    validation), so its errors are the served model's in kind, on five times the test split's
+    rows."""
+    x = pd.concat([splits.x_train, splits.x_val, splits.x_test])
+    y = pd.concat([splits.y_train, splits.y_val, splits.y_test])
+    classes = list(pipeline.classes_) if hasattr(pipeline, "predict_proba") else None
+    out = np.zeros((len(x), len(classes)) if classes else len(x), dtype=np.float64)
+    for fit, judge in KFold(folds, shuffle=True, random_state=seed).split(x):
+        model = clone(pipeline).fit(x.iloc[fit], y.iloc[fit])
+        if classes is None:
+            out[judge] = np.asarray(model.predict(x.iloc[judge]), dtype=np.float64).ravel()
+            continue
+        proba = np.asarray(model.predict_proba(x.iloc[judge]), dtype=np.float64)
+        cols = [classes.index(c) for c in model.classes_]  # a fold may miss a rare class
+        out[np.ix_(judge, cols)] = proba
+    return x, y, out
+
+
+def cross_fitted_residuals(
+    pipeline: Any, splits: Splits, folds: int = ERROR_FOLDS, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A regression's rows, out-of-fold predictions and labels (`cross_fitted`): the 4,000 test
+    residuals alone were ~0.016 below their expected mean |error| on the bench's regression,
+    and every window's estimated MAE inherited it."""
+    x, y, predicted = cross_fitted(pipeline, splits, folds, seed)
+    return x, predicted, y.to_numpy(dtype=np.float64)
+
+
 def build_estimation(
     pipeline: Any,
     held_out: Any,
@@ -50,25 +91,10 @@ def build_estimation(
     estimated MAE ~3 % high."""
     if hasattr(pipeline, "predict_proba"):
         classes = pipeline.classes_.tolist()
-        cal, figures = calibrate(
-            np.concatenate(
-                [
-                    np.asarray(pipeline.predict_proba(splits.x_test), dtype=np.float64),
-                    np.asarray(held_out.predict_proba(splits.x_val), dtype=np.float64),
-                ]
-            ),
-            np.concatenate(
-                [_true_index(splits.y_test, classes), _true_index(splits.y_val, classes)]
-            ),
-            CALIBRATED_ON,
-        )
+        _, labels, proba = cross_fitted(pipeline, splits)
+        cal, figures = calibrate(proba, _true_index(labels, classes), CALIBRATED_ON)
         edges = auc_edges(np.asarray(pipeline.predict_proba(x_fit), dtype=np.float64))
         return Estimation(calibration=cal, calibration_figures=figures, auc_edges=edges)
-    error_model = fit_error_model(
-        splits.x_test,
-        np.asarray(pipeline.predict(splits.x_test), dtype=np.float64).ravel(),
-        splits.y_test.to_numpy(dtype=np.float64),
-        reference,
-        ERRORS_ON,
-    )
+    x, predicted, y = cross_fitted_residuals(pipeline, splits)
+    error_model = fit_error_model(x, predicted, y, reference, ERRORS_ON)
     return Estimation(error_model=error_model)
