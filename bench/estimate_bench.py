@@ -40,7 +40,7 @@ from sklearn.datasets import make_classification
 from modelloop.monitoring.estimate.estimator import Estimator
 from modelloop.monitoring.window import Folder, Window
 from modelloop.store.metadata import ModelMetadata
-from modelloop.store.registry import Registry
+from modelloop.store.registry import FolderRegistry, Registry
 from modelloop.training import synthetic
 from modelloop.training.clean import clean
 from modelloop.training.export import OnnxModel
@@ -200,7 +200,9 @@ def _nannyml_frame(
     return pd.DataFrame({**feats, "y_pred": pred, "y_true": y})
 
 
-def build(registry: Registry, work: Path, rows: int) -> dict[str, tuple[Served, TrainRequest]]:
+def build(
+    registry: Registry, work: Path, rows: int, only: list[str] | None = None
+) -> dict[str, tuple[Served, TrainRequest]]:
     csv = work / "three.csv"
     THREE_TRAIN.to_csv(csv, index=False)
     hetero = work / "hetero.csv"
@@ -212,6 +214,8 @@ def build(registry: Registry, work: Path, rows: int) -> dict[str, tuple[Served, 
     }
     out = {}
     for name, req in requests.items():
+        if only and name not in only:
+            continue
         started = time.perf_counter()
         run_training(req, registry)
         print(f"trained {name} in {time.perf_counter() - started:.1f} s", flush=True)
@@ -264,12 +268,15 @@ def main() -> None:
     p.add_argument("--no-nannyml", action="store_true")
     p.add_argument("--nannyml-python", default=str(ROOT / ".venv-nannyml" / "bin" / "python"))
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--datasets", nargs="+", choices=("churn", "three_classes", "regression"), help="only these"
+    )
     args = p.parse_args()
     n = args.window_rows
     rows = n * args.windows
     work = Path(tempfile.mkdtemp(prefix="estimate-bench-"))
-    registry = Registry(work / "registry")
-    models = build(registry, work, rows)
+    registry = FolderRegistry(work / "registry")
+    models = build(registry, work, rows, args.datasets)
     results: dict[str, Any] = {"datasets": {}}
     nml_specs: dict[str, Any] = {}
     for name, (served, req) in models.items():
@@ -381,6 +388,15 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                     err = np.abs(np.array([w[who][m] for w in ws]) - real)
                     row[f"{m}_{who}_mae"] = float(err.mean())
                     row[f"{m}_{who}_max"] = float(err.max())
+                if "nannyml" in ws[0]:
+                    # paired per window (both estimate the same rows): |ours| - |NannyML's|
+                    diff = np.abs(np.array([w["modelloop"][m] for w in ws]) - real) - np.abs(
+                        np.array([w["nannyml"][m] for w in ws]) - real
+                    )
+                    row[f"{m}_paired_diff_mean"] = float(diff.mean())
+                    row[f"{m}_paired_diff_stderr"] = (
+                        float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else None
+                    )
             rows[scenario] = row
         est = np.array([w["modelloop_estimate_us"] for w in ds["windows"]])
         fold = np.array([w["modelloop_fold_us"] for w in ds["windows"]])
@@ -409,6 +425,9 @@ def print_table(results: dict[str, Any]) -> None:
                 )
                 if nml:
                     line += f" {row[f'{m}_nannyml_mae']:8.4f} ({row[f'{m}_nannyml_max']:.4f})"
+                    se = row[f"{m}_paired_diff_stderr"]
+                    line += f"  diff {row[f'{m}_paired_diff_mean']:+.4f}"
+                    line += f" ± {se:.4f}" if se is not None else ""
                 print(line)
         cost = (
             f"cost per window: modelloop estimate {s['modelloop_estimate_us_median']:.0f} µs "

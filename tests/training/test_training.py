@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -458,3 +459,22 @@ def test_promote_policies(train_once: TrainOnce, tmp_path: Path) -> None:
         ("promote", 5, 6),
     ]
     assert registry.history("iris")[-1].reason == better.decision
+
+
+def test_error_model_residuals_are_out_of_fold_on_every_split() -> None:
+    """A 1-nearest-neighbour model predicts its own training rows exactly: the residuals the
+    error model is fitted on are non-zero only if no row is predicted by a model that saw it;
+    and every split's rows are there."""
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from modelloop.training.estimation import cross_fitted_residuals
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=1000), "b": rng.normal(size=1000)})
+    y = pd.Series(x["a"] + rng.normal(size=1000))
+    splits = split(x, y, "regression", 0)
+    rows, predicted, true = cross_fitted_residuals(KNeighborsRegressor(1), splits)
+    assert len(rows) == len(predicted) == len(true) == 1000
+    assert sorted(rows.index) == sorted(x.index)
+    assert np.all(np.abs(true - predicted) > 0)
+    assert np.allclose(true, y.loc[rows.index].to_numpy())

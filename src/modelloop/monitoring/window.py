@@ -9,7 +9,7 @@ adding counts, so a check costs the same whatever the number of rows behind it.
 import operator
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,9 @@ class Window:
     start: float = 0.0  # time of the first row
     end: float = 0.0  # time of the last row
     scores: ScoreCounts | None = None  # a classifier's sums for the estimated metrics
+    # a regression's sum of each numeric feature's values per bin (its error model's within-bin
+    # terms); empty when the version's error model has none
+    sums: dict[str, FloatArray] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, ref: ReferenceProfile) -> "Window":
@@ -73,6 +76,7 @@ class Window:
             start=min(starts) if starts else 0.0,
             end=max(self.end, other.end),
             scores=scores,
+            sums={f: s + other.sums[f] for f, s in self.sums.items() if f in other.sums},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +91,7 @@ class Window:
             "start": self.start,
             "end": self.end,
             "scores": None if self.scores is None else self.scores.to_dict(),
+            "sums": {f: s.tolist() for f, s in self.sums.items()},
         }
 
     @classmethod
@@ -105,6 +110,7 @@ class Window:
             start=float(d["start"]),
             end=float(d["end"]),
             scores=ScoreCounts.from_dict(d["scores"]) if d.get("scores") else None,
+            sums={f: np.asarray(s, dtype=np.float64) for f, s in (d.get("sums") or {}).items()},
         )
 
 
@@ -122,6 +128,13 @@ class Folder:
             ScoreFolder(self.classes, est)
             if meta.task == "classification" and est is not None and est.auc_edges
             else None
+        )
+        errors = est.error_model if est is not None else None
+        # a regression whose error model reads within the bins: each bin's centre, to sum by
+        self.centres: dict[str, FloatArray] = (
+            {f: np.asarray(c, dtype=np.float64) for f, c in errors.within_centres.items()}
+            if meta.task == "regression" and errors is not None
+            else {}
         )
         # every feature of a row in one C call (itemgetter of one name returns no tuple)
         self._getter: Callable[[Any], tuple[Any, ...]] | None = (
@@ -157,7 +170,11 @@ class Folder:
             return w
         columns = iter(self.columns(features))
         for (name, prof), col in zip(self.ref.numeric.items(), columns, strict=False):
-            w.numeric[name] = numeric_bins(_floats(col), prof.edges)
+            values = _floats(col)
+            w.numeric[name] = numeric_bins(values, prof.edges)
+            centres = self.centres.get(name)
+            if centres is not None:
+                w.sums[name] = _bin_sums(values, prof.edges, centres)
         for (name, cprof), col in zip(self.ref.categorical.items(), columns, strict=False):
             w.categorical[name] = categorical_bins(col, cprof.categories)
         w.score = numeric_bins(np.array([self.score_of(o) for o in outputs]), self.ref.score.edges)
@@ -170,6 +187,15 @@ class Folder:
         w.rows = len(features)
         w.start, w.end = min(times), max(times)
         return w
+
+
+def _bin_sums(values: FloatArray, edges: list[float], centres: FloatArray) -> FloatArray:
+    """The sum of the values in each bin (missing left out, as in the counts; an infinite
+    value counts as its bin's centre)."""
+    x = values[~np.isnan(values)]
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), x, side="right")
+    x = np.where(np.isinf(x), centres[idx], x)
+    return np.asarray(np.bincount(idx, weights=x, minlength=len(edges) + 1), dtype=np.float64)
 
 
 def _floats(values: Sequence[Any]) -> FloatArray:

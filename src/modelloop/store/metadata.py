@@ -72,12 +72,23 @@ class ErrorModel(_Model):
     """An additive model of a regression's error on the reference bins (DLE): for each feature
     (and `prediction_score`) one coefficient per slot of the monitor's window counts (numeric:
     bins, then missing; categorical: categories, other, missing). A window's expected |error|
-    is `abs_intercept + sum(coef . counts) / rows`, its expected squared error likewise."""
+    is `abs_intercept + sum(coef . counts) / rows`, its expected squared error likewise.
+
+    Inside each bin of a numeric feature the error may move with the value (the outer bins
+    reach beyond the training data's tails): `abs_within[f][i]` multiplies the window's
+    `sum over the rows in bin i of (value - within_centres[f][i])`, from the bin's sum of the
+    values the window keeps for a regression (`Window.sums`). Empty for a model fitted
+    without them (before 2026-12-03)."""
 
     abs_intercept: float
     sq_intercept: float
     abs_terms: dict[str, list[float]]
     sq_terms: dict[str, list[float]]
+    within_centres: dict[str, list[float]] = Field(
+        default_factory=dict, description="per numeric feature, each bin's centre (its mean)"
+    )
+    abs_within: dict[str, list[float]] = Field(default_factory=dict)
+    sq_within: dict[str, list[float]] = Field(default_factory=dict)
     kurtosis: float = Field(description="E[e^4] / E[e^2]^2 on held-out data, for RMSE noise")
     fitted_on: str
     test_mae_error: float = Field(

@@ -290,7 +290,10 @@ def retrain(
         ref_source = "the training data"
     y_ref = pd.concat([y_train, y_val], ignore_index=True)
     reference = build_reference(fitted.pipeline, ref_x, y_ref, champ.features, champ.task)
-    estimation = build_estimation(fitted.pipeline, fitted.held_out, splits, ref_x, reference)
+    # the served model is fitted with sample weights: the out-of-fold models would not be it
+    estimation = build_estimation(
+        fitted.pipeline, fitted.held_out, splits, ref_x, reference, out_of_fold=False
+    )
     ev_test = _full_eval(champ, fitted.pipeline, bs.x_test, bs.y_test)
     meta = ModelMetadata(
         name=model,

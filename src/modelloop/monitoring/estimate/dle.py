@@ -2,8 +2,10 @@
 window's bin counts (the model is additive in the reference's bins, so its mean over the rows
 is a dot product with the counts).
 
-- MAE = a0 + sum_f c_f . n_f / n, c_f the |error| coefficients of feature f's slots and n_f
-  the window's counts in them; standard error sqrt(MSE - MAE^2) / sqrt(n);
+- MAE = a0 + (sum_f c_f . n_f + sum_f d_f . (s_f - m_f * n_f)) / n, c_f the |error|
+  coefficients of feature f's slots and n_f the window's counts in them; d_f the slopes inside
+  a numeric feature's bins, s_f the window's sums of the values per bin and m_f the bins'
+  centres; standard error sqrt(MSE - MAE^2) / sqrt(n);
 - MSE likewise with the squared-error coefficients, RMSE = sqrt(MSE); standard error by the
   delta method, sqrt((kurtosis - 1) / n) * MSE / (2 RMSE), the kurtosis measured at training.
 """
@@ -22,6 +24,21 @@ class PreparedErrorModel:
         self.model = model
         self.abs_terms = {f: np.asarray(v, dtype=np.float64) for f, v in model.abs_terms.items()}
         self.sq_terms = {f: np.asarray(v, dtype=np.float64) for f, v in model.sq_terms.items()}
+        self.centres = {f: np.asarray(v, dtype=np.float64) for f, v in model.within_centres.items()}
+        self.abs_within = {f: np.asarray(v, dtype=np.float64) for f, v in model.abs_within.items()}
+        self.sq_within = {f: np.asarray(v, dtype=np.float64) for f, v in model.sq_within.items()}
+
+    def _within(self, window: Window) -> tuple[float, float]:
+        """The within-bin terms' sums (0 for a window folded without the sums)."""
+        abs_sum = sq_sum = 0.0
+        for f, centre in self.centres.items():
+            sums = window.sums.get(f)
+            if sums is None or f not in window.numeric:
+                continue
+            dev = sums - centre * window.numeric[f][0]
+            abs_sum += float(self.abs_within[f] @ dev)
+            sq_sum += float(self.sq_within[f] @ dev)
+        return abs_sum, sq_sum
 
     def _slots(self, window: Window) -> dict[str, FloatArray]:
         out: dict[str, FloatArray] = {}
@@ -40,6 +57,9 @@ class PreparedErrorModel:
         m = self.model
         abs_sum = sum(float(t @ slots[f]) for f, t in self.abs_terms.items() if f in slots)
         sq_sum = sum(float(t @ slots[f]) for f, t in self.sq_terms.items() if f in slots)
+        abs_in, sq_in = self._within(window)
+        abs_sum += abs_in
+        sq_sum += sq_in
         mae = max(m.abs_intercept + abs_sum / n, 0.0)
         mse = max(m.sq_intercept + sq_sum / n, 0.0)
         rmse = float(np.sqrt(mse))
