@@ -194,6 +194,8 @@ def start(config: dict[str, Any], work: Path, port: int) -> tuple[subprocess.Pop
             **os.environ,
             "MODELLOOP_HOME": str(work / "home"),
             "MODELLOOP_DATABASE_URL": f"sqlite:///{db}",
+            # gRPC on, as by default, on a port of its own (a server still stopping holds 8081)
+            "MODELLOOP_GRPC_PORT": str(free_port()),
             **config["env"],
         }
         proc = subprocess.Popen(
