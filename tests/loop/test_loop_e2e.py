@@ -18,6 +18,7 @@ import httpx
 import pytest
 from loop_helpers import MODEL, Client, Loop, wait_for
 
+from chromium import CHROMIUM_FLAGS
 from conftest import fresh_home
 from modelloop.store.database import open_database
 from modelloop.store.events import Events
@@ -194,17 +195,7 @@ def test_the_report_page_renders_its_charts_in_a_browser(
     )
     html = tmp_path / "report.html"
     html.write_text(page)
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run(
         [chromium, *flags, "--dump-dom", html.as_uri()],
         capture_output=True,

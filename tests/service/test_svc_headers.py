@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import ADMIN_TOKEN, MODEL, oip_inputs, row, running_server
 
+from chromium import CHROMIUM_FLAGS
 from modelloop.monitoring.report_page import render
 from modelloop.service.app import create_app
 from modelloop.service.settings import ServiceSettings
@@ -135,18 +136,7 @@ def test_the_report_page_has_a_policy_that_allows_only_its_own_styles(
     assert "content-security-policy" not in make_client().get("/v1/models").headers
 
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-logging=stderr",
-    "--v=0",
-]
+CONSOLE_FLAGS = [*CHROMIUM_FLAGS, "--enable-logging=stderr", "--v=0"]  # CSP reports on stderr
 
 
 def _chromium() -> str:
@@ -158,7 +148,7 @@ def _chromium() -> str:
 
 def _dump_dom(chromium: str, url: str, profile: Path) -> tuple[str, str]:
     done = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+        [chromium, *CONSOLE_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
         capture_output=True,
         text=True,
         timeout=120,
