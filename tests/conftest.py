@@ -12,6 +12,10 @@ from modelloop.store.database import Database, open_database
 from modelloop.store.registry import FolderRegistry, Registry, open_registry
 from seaweed import Weed, weed_binary
 
+# Apps started in the test process serve no gRPC: the default port (8081) is one for the whole
+# machine. Tests of gRPC, and every spawned server, give each server a free port of its own.
+os.environ["MODELLOOP_GRPC_PORT"] = "0"
+
 PG_ADMIN_URL = os.environ.get("MODELLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -134,6 +134,7 @@ def test_prometheus_scrapes_service_and_monitor(tmp_path: Path) -> None:
     env.update(
         {
             "MODELLOOP_HOME": str(home),
+            "MODELLOOP_GRPC_PORT": "0",  # not scraped; the default port may be taken
             "MODELLOOP_MONITOR_INTERVAL": "0.5",
             "MODELLOOP_SETTLE_SECONDS": "0.2",
             "MODELLOOP_LOG_FLUSH_SECONDS": "0.1",

@@ -82,6 +82,8 @@ class Loop(Processes):
             {
                 "MODELLOOP_HOME": str(home),
                 "MODELLOOP_PORT": str(self.port),
+                # a free gRPC port: the default (8081) would be shared with any other server
+                "MODELLOOP_GRPC_PORT": str(free_port()),
                 "MODELLOOP_MONITOR_PORT": str(self.monitor_port),
                 **LOOP_SETTINGS,
                 **settings,

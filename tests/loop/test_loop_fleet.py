@@ -62,6 +62,7 @@ class Fleet(Processes):
             env = {**self.env, "MODELLOOP_HOME": str(home)}
             if name.startswith("serve"):
                 env["MODELLOOP_PORT"] = str(self.ports[name])
+                env["MODELLOOP_GRPC_PORT"] = str(free_port())  # each replica its own
             env["MODELLOOP_MONITOR_PORT"] = str(self.ports["monitor"])
             with open(self.root / f"{name}.log", "wb") as out:
                 self.procs[name] = subprocess.Popen(

@@ -460,3 +460,22 @@ def test_a_log_that_takes_no_rows_answers_unavailable_with_retry_after(
     for details, trailers in refusals:
         assert "prediction log" in details, details
         assert int(trailers["retry-after"]) >= 1, trailers
+
+
+def test_in_process_a_taken_grpc_port_fails_the_start_and_leaves_nothing_running(
+    home: Path,
+) -> None:
+    from service_helpers import TestClient
+
+    from modelloop.service.app import create_app
+    from modelloop.service.grpc.server import GrpcUnavailable
+    from modelloop.service.settings import ServiceSettings
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        settings = ServiceSettings(home=home, database_url=None, grpc_port=port)
+        with pytest.raises(GrpcUnavailable, match=str(port)), TestClient(create_app(settings)):
+            pass
+    assert not [t for t in threading.enumerate() if t.name == "log-writer" and t.is_alive()]

@@ -130,7 +130,15 @@ def create_app(
             from modelloop.service.grpc.server import GrpcServer
 
             grpc_server = GrpcServer(service, predictor)
-            await grpc_server.start()
+            try:
+                await grpc_server.start()
+            except BaseException:  # e.g. its port is taken: stop what started, then fail
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                await service.log.drain()
+                db.dispose()
+                raise
             service.on_drain.append(grpc_server.stop)
         retention.start()
         service.started = True

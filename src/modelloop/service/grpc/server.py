@@ -48,8 +48,10 @@ class GrpcServer:
         try:
             port = server.add_insecure_port(where)
         except RuntimeError as e:
+            await server.stop(None)  # release its core objects now, not in some later GC
             raise GrpcUnavailable(f"cannot listen for gRPC on {where}: {e}") from None
         if port == 0:
+            await server.stop(None)
             raise GrpcUnavailable(f"cannot listen for gRPC on {where}")
         await server.start()
         self._server = server
