@@ -43,15 +43,21 @@ class Processes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def _wait(self, url: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, p in self.procs.items():
-                assert p.poll() is None, f"{name} exited:\n{self.log(name)}"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"{url} not ready in {timeout} s")
+        """Until `url` answers 200. If it never does, or a process exits, every process is
+        stopped before the error is raised: a start that fails leaves no server behind."""
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                for name, p in self.procs.items():
+                    assert p.poll() is None, f"{name} exited:\n{self.log(name)}"
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(url, timeout=1.0).status_code == 200:
+                        return
+                time.sleep(0.1)
+            raise AssertionError(f"{url} not ready in {timeout} s")
+        except BaseException:
+            self.stop()
+            raise
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")[-4000:]
