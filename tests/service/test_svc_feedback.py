@@ -3,6 +3,7 @@ checked against the version that made each prediction, one label per prediction 
 latest), the id rule and the label length limit."""
 
 import random
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -319,7 +320,14 @@ def test_a_label_of_a_version_the_registry_lacks_is_422(
     db = open_database(db_url)
     try:
         ghost = LogRow(
-            id="g-0", ts=1.0, model="gone", version=9, features={}, output={}, latency_ms=1.0
+            # logged now: a row from 1970 is the service's own retention pass's to delete
+            id="g-0",
+            ts=time.time(),
+            model="gone",
+            version=9,
+            features={},
+            output={},
+            latency_ms=1.0,
         )
         assert PredictionLog(db).write([ghost]) == 1
     finally:
