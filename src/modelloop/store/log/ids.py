@@ -1,0 +1,69 @@
+"""Generated prediction ids: each names the log record that holds it.
+
+`~<token>.<first>.<tag>:<i>`: the i-th row of a request whose first row is row `first`
+(base 36) of the rows the service numbered under `token` (16 url-safe characters, 12 random
+bytes, rolled over every TOKEN_ROWS rows); `tag` (11 url-safe characters, 8 random bytes) is
+drawn per request and kept in the record, so knowing one's own id tells nothing of the ids of
+the rows beside it. The log finds a generated id's record by (token, row), without an index row
+per prediction; caller ids (which never start with `~`) have an index of their own.
+
+Ids of schema 2 (`~<22 characters>:<i>`, no dots) are not generated ids in this sense: the
+upgrade indexes them like caller ids.
+"""
+
+import base64
+import os
+from typing import NamedTuple
+
+GENERATED = "~"  # the first character of every generated id, and of no caller id
+TOKEN_CHARS = 16
+TAG_CHARS = 11
+TOKEN_ROWS = 1 << 20  # rows numbered under one token
+
+
+class Position(NamedTuple):
+    token: str
+    row: int
+    tag: str
+
+
+def new_token() -> str:
+    return base64.urlsafe_b64encode(os.urandom(12)).decode()
+
+
+def new_tag() -> str:
+    return base64.urlsafe_b64encode(os.urandom(8)).rstrip(b"=").decode()
+
+
+def request_id(token: str, first: int, tag: str) -> str:
+    """A request's id; its rows are `<id>:<i>`."""
+    return f"{GENERATED}{token}.{_base36(first)}.{tag}"
+
+
+def parse(pid: str) -> Position | None:
+    """Where a generated id's row is, or None if `pid` is not a generated id."""
+    if not pid.startswith(GENERATED):
+        return None
+    head, colon, index = pid.rpartition(":")
+    parts = head[1:].split(".")
+    if not colon or len(parts) != 3 or not index.isdigit() or len(index) > 7:
+        return None
+    token, first, tag = parts
+    if len(token) != TOKEN_CHARS or len(tag) != TAG_CHARS or not 0 < len(first) <= 5:
+        return None
+    try:
+        row = int(first, 36) + int(index)
+    except ValueError:
+        return None
+    return Position(token, row, tag)
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    if n == 0:
+        return "0"
+    out = []
+    while n:
+        n, d = divmod(n, 36)
+        out.append(digits[d])
+    return "".join(reversed(out))
