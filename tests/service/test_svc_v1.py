@@ -96,22 +96,29 @@ def test_bad_caller_ids_are_422(client: TestClient, ids: Any, words: list[str]) 
     assert_error(r, 422, *words)
 
 
-GENERATED_ID = re.compile(r"~([A-Za-z0-9_-]{22}):([0-9]+)")
+GENERATED_ID = re.compile(r"~([A-Za-z0-9_-]{16})\.([0-9a-z]+)\.([A-Za-z0-9_-]{11}):([0-9]+)")
 
 
-def test_generated_ids_are_a_random_token_per_request_and_the_row(client: TestClient) -> None:
-    """Nobody can name the ids of a request that has not happened yet: 16 random bytes."""
-    tokens = []
+def test_generated_ids_name_their_rows_and_carry_a_random_tag_per_request(
+    client: TestClient,
+) -> None:
+    """Ids name the process's token and the row numbered under it; each request draws its own
+    8-byte tag, so nobody can name the ids of a request that has not happened yet, nor the
+    rows beside their own."""
+    seen = []
     for n in (3, 1, 2):
         preds = client.post(PREDICT, json={"instances": [row(i) for i in range(n)]}).json()
         matches = [GENERATED_ID.fullmatch(p["id"]) for p in preds["predictions"]]
         assert all(matches), preds
-        assert [int(m[2]) for m in matches if m] == list(range(n))
-        assert len({m[1] for m in matches if m}) == 1  # one token for the request
-        token = matches[0][1] if matches[0] else ""
-        assert len(base64.urlsafe_b64decode(token + "==")) == 16
-        tokens.append(token)
-    assert len(set(tokens)) == 3
+        assert [int(m[4]) for m in matches if m] == list(range(n))
+        assert len({m.groups()[:3] for m in matches if m}) == 1  # one request id for the request
+        m = matches[0]
+        assert m is not None
+        assert len(base64.urlsafe_b64decode(m[3] + "=")) == 8
+        seen.append((m[1], int(m[2], 36), m[3]))
+    assert len({token for token, _, _ in seen}) == 1  # one token for the process
+    assert [first for _, first, _ in seen] == [seen[0][1], seen[0][1] + 3, seen[0][1] + 4]
+    assert len({tag for _, _, tag in seen}) == 3
 
 
 @pytest.mark.parametrize(

@@ -1,36 +1,41 @@
-"""Prediction ids: generated ones unguessable, the caller's own in a namespace of their own.
+"""Prediction ids: generated ones unguessable and naming their log record, the caller's own in
+a namespace of their own.
 
-A generated id is `~<token>:<row>`: one token of 16 random bytes (url-safe base64) per
-request, so nobody can claim the ids of a request that has not happened yet. `~` starts every
-generated id and no caller id, so the two never collide. Every id is checked by one rule,
-`check_prediction_id`: v1 `ids`, the OIP request `id` (logged as `<id>:<row>`) and feedback.
+A generated id is `~<token>.<first>.<tag>:<row>` (the format: store/log/ids.py): the rows of
+one process are numbered under a random token (a new one every TOKEN_ROWS rows), and each
+request draws a random tag, so nobody can claim the ids of a request that has not happened yet
+or name a neighbour's. `~` starts every generated id and no caller id, so the two never collide.
+Every id is checked by one rule, `check_prediction_id`: v1 `ids`, the OIP request `id` (logged
+as `<id>:<row>`) and feedback.
 """
 
-import base64
-import os
-
 from modelloop.service.errors import Unprocessable
+from modelloop.store.log import ids as log_ids
 
 MAX_ID = 128  # characters in one prediction id (the log's id column holds this many)
-GENERATED = "~"  # the first character of every generated id, and of no caller id
-
-
-def _token() -> str:
-    return GENERATED + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+GENERATED = log_ids.GENERATED  # the first character of every generated id, and of no caller id
 
 
 class IdMaker:
-    """Generated ids: one urandom call per request, not per row."""
+    """Generated ids: one urandom call per request, not per row. Used on the event loop only."""
 
-    def request(self) -> str:
-        """A request's id (OIP `id`); its rows are `<id>:<row>`."""
-        return _token()
+    def __init__(self) -> None:
+        self._token = log_ids.new_token()
+        self._next = 0
+
+    def request(self, n: int) -> str:
+        """The id of a request of `n` rows (the OIP `id`); its rows are `<id>:<row>`."""
+        if self._next + n > log_ids.TOKEN_ROWS:
+            self._token, self._next = log_ids.new_token(), 0
+        rid = log_ids.request_id(self._token, self._next, log_ids.new_tag())
+        self._next += n
+        return rid
 
     def take(self, n: int) -> list[str]:
-        token = _token()
+        rid = self.request(n)
         if n == 1:  # the common case, without a comprehension
-            return [token + ":0"]
-        return [f"{token}:{i}" for i in range(n)]
+            return [rid + ":0"]
+        return [f"{rid}:{i}" for i in range(n)]
 
 
 def check_prediction_id(

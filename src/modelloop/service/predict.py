@@ -260,7 +260,7 @@ class Predictor:
             version_label = served.version_label
             columns = _columns(served, req)
             outputs = await slot.batcher.predict(columns, req.rows)
-            rid = req.id or self.service.ids.request()
+            rid = req.id or self.service.ids.request(req.rows)
             ids = [f"{rid}:{i}" for i in range(req.rows)]
             now = time.time()
             latency = (time.perf_counter() - start) * 1000.0
