@@ -32,7 +32,12 @@ def new_token() -> str:
 
 
 def new_tag() -> str:
-    return base64.urlsafe_b64encode(os.urandom(8)).rstrip(b"=").decode()
+    return tag_of(os.urandom(8))
+
+
+def tag_of(raw: bytes) -> str:
+    """The tag of 8 random bytes."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def request_id(token: str, first: int, tag: str) -> str:
