@@ -92,7 +92,9 @@ def test_generated_request_ids_are_random_and_rows_are_logged_under_them(
         ]
     rids = [b["id"] for b in bodies]
     for body in bodies:
-        assert re.fullmatch(r"~[A-Za-z0-9_-]{22}", body["id"]), body["id"]
+        assert re.fullmatch(r"~[A-Za-z0-9_-]{16}\.[0-9a-z]+\.[A-Za-z0-9_-]{11}", body["id"]), body[
+            "id"
+        ]
         rid = body["id"]
         assert body["parameters"]["prediction_ids"] == f"{rid}:0,{rid}:1,{rid}:2"
     assert rids[0] != rids[1]

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import modelloop
 from modelloop.service.body import BodyLimit
 from modelloop.service.errors import ServiceError, retry_after_header
-from modelloop.service.fastpath import FastPath
+from modelloop.service.fastpath import FastPath, ServiceApp
 from modelloop.service.headers import SecurityHeaders
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
@@ -164,7 +164,7 @@ def create_app(
             await service.log.drain()
             db.dispose()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="modelloop",
         version=modelloop.__version__,
         lifespan=lifespan,
@@ -232,7 +232,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    # Inside the fast path, which sets the header itself: no per-request wrapper on predict.
+    # The fast path sets the header itself: no per-request wrapper on predict.
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(FastPath, predictor=predictor, limit=settings.max_body_bytes)
+    app.fast_path = FastPath(predictor, settings.max_body_bytes)
     return app
