@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from conftest import fresh_home
 from modelloop.store.database import Database
 from modelloop.store.jobs import Job, JobQueue
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.registry import FolderRegistry, Registry, sha256_bytes
 from modelloop.store.reports import DriftReports, MonitorStates
 from modelloop.store.schema import drift_reports, monitor_state, predictions

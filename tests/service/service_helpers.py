@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelloop.store.database import open_database
-from modelloop.store.predictions import PredictionLog
+from modelloop.store.log import PredictionLog
 from modelloop.store.registry import Registry
 
 # Starlette 1.x warns that its TestClient prefers `httpx2`; the warning is about the client

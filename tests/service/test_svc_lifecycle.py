@@ -20,7 +20,7 @@ from service_helpers import (
 )
 
 from modelloop.store.database import open_database
-from modelloop.store.predictions import PredictionLog
+from modelloop.store.log import PredictionLog
 from modelloop.store.registry import FolderRegistry
 
 DRAIN_REQUESTS = 2000

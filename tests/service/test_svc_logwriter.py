@@ -20,7 +20,7 @@ from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.salvage import DatabaseAway, Replayer, write_salvaging
 from modelloop.service.spool import Spool
 from modelloop.store.database import Database, open_database
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 
 
 def log_row(i: int, **changes: Any) -> LogRow:

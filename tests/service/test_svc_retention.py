@@ -14,7 +14,7 @@ from test_svc_outage import TcpProxy
 from modelloop.monitoring.settings import MonitorSettings
 from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import open_database
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.schema import feedback, predictions
 
 DAY = 86_400.0

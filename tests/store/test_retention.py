@@ -6,7 +6,7 @@ import time
 from sqlalchemy import func, select
 
 from modelloop.store.database import Database
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.reports import DriftReports
 from modelloop.store.retention import Retention
 from modelloop.store.schema import drift_reports, feedback, predictions

@@ -67,3 +67,44 @@ def _base36(n: int) -> str:
         n, d = divmod(n, 36)
         out.append(digits[d])
     return "".join(reversed(out))
+
+
+class Located(NamedTuple):
+    """A generated id spelled the one way `request_id` spells it: its request's first row,
+    the row's place in the request, and the tag as its 8 bytes."""
+
+    token: str
+    first: int
+    offset: int  # the row's place in its request
+    tag: bytes
+
+    @property
+    def row(self) -> int:
+        return self.first + self.offset
+
+
+def locate(pid: str) -> Located | None:
+    """Where a generated id's row is, if `pid` is one in the canonical spelling (the spelling
+    the log gives back); any other id, `~`-led or not, is indexed like a caller's."""
+    position = parse(pid)
+    if position is None:
+        return None
+    head, _, index = pid.rpartition(":")
+    first = head.split(".")[1]
+    tag = tag_bytes(position.tag)
+    if tag is None or str(int(index)) != index or _base36(int(first, 36)) != first:
+        return None
+    return Located(position.token, int(first, 36), int(index), tag)
+
+
+def tag_bytes(tag: str) -> bytes | None:
+    """A tag's 8 bytes, or None if `tag` is not a tag `new_tag` could have drawn."""
+    try:
+        raw = base64.urlsafe_b64decode(tag + "=")
+    except ValueError:
+        return None
+    return raw if len(raw) == 8 and tag_text(raw) == tag else None
+
+
+def tag_text(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

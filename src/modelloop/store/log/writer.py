@@ -1,0 +1,159 @@
+"""Writing the log: a batch of rows becomes one record per (model, version, token).
+
+Generated rows (ids.locate) go under their own token and row numbers; the record's
+(token, first_row) is the exactly-once key, so a replayed write inserts nothing. Caller rows
+go under a token the store draws, numbered 0..n-1; their ids are indexed in prediction_ids
+first, and a row whose id is already logged (or repeats an id of the batch) is dropped: the
+first logged wins. One transaction per write.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from modelloop.store.errors import RowsRejected
+from modelloop.store.log import encoding, ids
+from modelloop.store.log.rows import LogRow
+from modelloop.store.schema import prediction_batches, prediction_ids
+
+MAX_ID = 128
+MAX_MODEL = 63
+_INT32 = (-(1 << 31), 1 << 31)
+IDS_PER_STATEMENT = 500  # 2,000 parameters
+
+
+@dataclass
+class Group:
+    model: str
+    version: int
+    token: str | None  # None: caller rows, under a token drawn at write time
+    rows: list[LogRow] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    firsts: list[int] = field(default_factory=list)
+    tags: list[bytes] = field(default_factory=list)
+
+
+def _check(row: LogRow) -> None:
+    model, version = row["model"], row["version"]
+    if type(model) is not str or not 0 < len(model) <= MAX_MODEL or "\x00" in model:
+        raise RowsRejected(f"model name {model!r:.80} cannot be stored")
+    if type(version) is not int or not _INT32[0] <= version < _INT32[1]:
+        raise RowsRejected(f"version {version!r:.80} cannot be stored")
+
+
+def group(rows: Sequence[LogRow]) -> list[Group]:
+    """The records a write makes, in the order of their first rows."""
+    groups: dict[tuple[str, int, str | None], Group] = {}
+    seen: set[tuple[str, int]] = set()
+    for row in rows:
+        pid = row["id"]
+        if type(pid) is not str:
+            raise RowsRejected(f"prediction id {pid!r:.80} is not a string")
+        where = ids.locate(pid)
+        key = (row["model"], row["version"], None if where is None else where.token)
+        g = groups.get(key)
+        if g is None:
+            _check(row)
+            g = groups[key] = Group(*key)
+        if where is None:
+            if not 0 < len(pid) <= MAX_ID or "\x00" in pid:
+                raise RowsRejected(f"prediction id {pid!r:.80} cannot be stored")
+            g.rows.append(row)
+            continue
+        if (where.token, where.row) in seen:  # the same row twice in a batch: the first stays
+            continue
+        seen.add((where.token, where.row))
+        g.rows.append(row)
+        g.numbers.append(where.row)
+        g.firsts.append(where.first)
+        g.tags.append(where.tag)
+    return list(groups.values())
+
+
+def _insert(dialect: Any, table: Any) -> Any:
+    return dialect.insert(table)
+
+
+class Writer:
+    def __init__(self, backend: str) -> None:
+        self.dialect = postgresql if backend == "postgresql" else sqlite
+
+    def write(self, conn: Connection, rows: Sequence[LogRow]) -> int:
+        inserted = 0
+        for g in group(rows):
+            if g.token is None:
+                inserted += self._write_caller(conn, g)
+            else:
+                data = encoding.encode(g.rows, g.numbers, g.firsts, g.tags)
+                if self.insert_record(conn, g.model, g.version, g.token, g.rows, g.numbers, data):
+                    inserted += len(g.rows)
+        return inserted
+
+    def _write_caller(self, conn: Connection, g: Group) -> int:
+        token = ids.new_token()
+        unique: dict[str, LogRow] = {}
+        for row in g.rows:
+            unique.setdefault(row["id"], row)
+        rows = list(unique.values())
+        pids = list(unique)
+        data = encoding.encode(rows, range(len(rows)), ids=pids)  # refused before any SQL
+        new: set[str] = set()
+        c = prediction_ids.c
+        for start in range(0, len(pids), IDS_PER_STATEMENT):
+            chunk = pids[start : start + IDS_PER_STATEMENT]
+            statement = (
+                _insert(self.dialect, prediction_ids)
+                .values(
+                    [
+                        {"id": p, "model": g.model, "token": token, "row_n": start + n}
+                        for n, p in enumerate(chunk)
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=[c.id])
+                .returning(c.id)
+            )
+            new.update(conn.execute(statement).scalars())
+        keep = [n for n, p in enumerate(pids) if p in new]
+        if not keep:
+            return 0
+        kept = [rows[n] for n in keep]
+        if len(keep) < len(rows):  # ids logged before: their rows go
+            data = encoding.encode(kept, keep, ids=[pids[n] for n in keep])
+        self.insert_record(conn, g.model, g.version, token, kept, keep, data)
+        return len(kept)
+
+    def insert_record(
+        self,
+        conn: Connection,
+        model: str,
+        version: int,
+        token: str,
+        rows: Sequence[LogRow],
+        numbers: Sequence[int],
+        data: bytes,
+    ) -> int | None:
+        """Insert one record: its seq, or None if a record of this token and first row is
+        there already."""
+        times = [r["ts"] for r in rows]
+        c = prediction_batches.c
+        statement = (
+            _insert(self.dialect, prediction_batches)
+            .values(
+                model=model,
+                version=version,
+                token=token,
+                first_row=min(numbers),
+                last_row=max(numbers),
+                rows=len(rows),
+                ts_min=min(times),
+                ts_max=max(times),
+                data=data,
+            )
+            .on_conflict_do_nothing(index_elements=[c.token, c.first_row])
+            .returning(c.seq)
+        )
+        seq = conn.execute(statement).scalar()
+        return None if seq is None else int(seq)
