@@ -145,17 +145,21 @@ def test_the_monitor_reads_records_as_arrays(db: Database) -> None:
     b = batches[0]
     assert (b.model, b.version, b.rows) == ("m", 1, 4)
     assert b.ts.tolist() == [100.0, 101.0, 102.0, 103.0]
-    assert b.features["x"].dtype == np.float64 and b.features["n"].dtype == np.float64
+    assert b.features["x"].dtype == np.float64
+    assert b.features["n"].dtype == np.float64
     assert b.features["s"].tolist() == ["a", "b", "a", "b"]
-    assert b.labels is not None and b.labels.tolist() == ["a", "b", "a", "b"]
+    assert b.labels is not None
+    assert b.labels.tolist() == ["a", "b", "a", "b"]
     assert b.probabilities["b"].tolist() == [0.75] * 4
     assert b.latency_ms.tolist() == [0.5] * 4
 
     rest = log.batches_since("m", b.seq, 100, math.inf)
     assert [(x.version, x.rows) for x in rest] == [(2, 1), (1, 1)]
     # a feature with no value in a record: NaN, whatever its kind elsewhere
-    assert math.isnan(rest[0].features["x"][0]) and math.isnan(rest[0].features["s"][0])
-    assert rest[0].values is not None and rest[0].values.tolist() == [2.0]
+    assert math.isnan(rest[0].features["x"][0])
+    assert math.isnan(rest[0].features["s"][0])
+    assert rest[0].values is not None
+    assert rest[0].values.tolist() == [2.0]
     # the read stops at the first record as new as before_ts, even with older ones after it
     assert [x.rows for x in log.batches_since("m", b.seq, 100, 250.0)] == [1]
     assert log.batches_since("m", b.seq, 100, 150.0) == []
