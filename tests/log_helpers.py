@@ -3,11 +3,12 @@
 import math
 from typing import Any
 
-from sqlalchemy import func, select
+import orjson
+from sqlalchemy import Connection, func, select
 
 from modelloop.store.database import Database
 from modelloop.store.log import PredictionLog
-from modelloop.store.schema import prediction_batches
+from modelloop.store.schema import feedback, prediction_batches, prediction_ids
 
 
 def logged(db: Database, model: str) -> list[dict[str, Any]]:
@@ -26,3 +27,26 @@ def logged_ids(db: Database, model: str | None = None) -> list[str]:
     with db.engine.connect() as conn:
         models = list(conn.execute(q).scalars())
     return [pid for m in models for pid in logged_ids(db, m)]
+
+
+def logged_rows(db: Database, model: str) -> list[dict[str, Any]]:
+    """`model`'s logged predictions as the service wrote them: id, ts, model, version,
+    features, output, latency_ms."""
+    return [
+        {
+            "id": r["id"],
+            "ts": r["ts"],
+            "model": model,
+            "version": r["version"],
+            "features": orjson.loads(r["features"]),
+            "output": orjson.loads(r["output"]),
+            "latency_ms": r["latency_ms"],
+        }
+        for r in logged(db, model)
+    ]
+
+
+def empty_log(conn: Connection) -> None:
+    """Delete every logged prediction and every label."""
+    for table in (feedback, prediction_ids, prediction_batches):
+        conn.execute(table.delete())

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+import log_helpers
 from modelloop.service.errors import Unavailable
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
@@ -47,8 +48,7 @@ def bad_row(db: Database, i: int) -> LogRow:
 
 
 def logged_ids(db: Database) -> list[str]:
-    with db.engine.connect() as conn:
-        return [r[0] for r in conn.exec_driver_sql("SELECT id FROM predictions ORDER BY seq")]
+    return log_helpers.logged_ids(db)
 
 
 @contextlib.contextmanager
