@@ -48,6 +48,10 @@ prediction_batches = Table(
     Column("rows", Integer, nullable=False),
     Column("ts_min", Float, nullable=False),
     Column("ts_max", Float, nullable=False),
+    # generated rows only: their row numbers (uint32) then their tags (8 bytes each), so a
+    # lookup reads neither the record (SQLite stops short of a blob it is not asked for)
+    # nor decodes it; empty for caller rows
+    Column("row_tags", LargeBinary, nullable=False),
     Column("data", LargeBinary, nullable=False),
     Index("ux_prediction_batches_token_first", "token", "first_row", unique=True),
     Index("ix_prediction_batches_model_seq", "model", "seq"),

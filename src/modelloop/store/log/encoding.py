@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pyarrow as pa
 
 FEATURE = "f:"
 PROBABILITY = "p:"
-COMPRESSION: str | None = "zstd"  # bench/log_store_bench.py measures it against none
+COMPRESSION: str | None = None  # bench/log_store_bench.py: zstd and lz4 cost more than they save
 
 _JSON = {b"json": b"1"}
 _INT64 = (-(1 << 63), 1 << 63)
@@ -124,6 +125,16 @@ def encode(
     with pa.ipc.new_stream(sink, schema, options=_WRITE) as writer:
         writer.write_batch(batch)
     return bytes(sink.getvalue().to_pybytes())
+
+
+def keys(numbers: Sequence[int], tags: Sequence[bytes]) -> bytes:
+    """A record's lookup keys: its row numbers (uint32), then its tags (8 bytes each)."""
+    return np.asarray(numbers, dtype="<u4").tobytes() + b"".join(tags)
+
+
+def read_keys(raw: bytes) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
+    n = len(raw) // 12
+    return np.frombuffer(raw, "<u4", n), np.frombuffer(raw, "<u8", n, offset=4 * n)
 
 
 def decode(data: bytes, fields: Sequence[int] | None = None) -> pa.RecordBatch:

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import orjson
 from sqlalchemy import Engine, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from modelloop.store.log import encoding, lookup
 from modelloop.store.log.rows import LabelCheck
@@ -30,36 +30,34 @@ def add_feedback(
         latest[pid] = label if check is None else check(index, pid, label, *where[:2])
     if latest:
         now = time.time()
+        dumps = orjson.dumps
         rows = []
         for pid, label in latest.items():
-            where = found[pid]
-            rows.append(
-                {
-                    "prediction_id": pid,
-                    "label": label,
-                    "ts": now,
-                    "model": where.model,
-                    "token": where.token,
-                    "row_n": where.row,
-                }
-            )
+            w = found[pid]
+            rows.append((pid, dumps(label).decode(), now, w.model, w.token, w.row))
         _upsert(engine, rows)
     unknown = [pid for pid in dict.fromkeys(pid for pid, _ in pairs) if pid not in found]
     return matched, unknown
 
 
-def _upsert(engine: Engine, rows: list[dict[str, Any]]) -> None:
+_UPSERT = (
+    "INSERT INTO feedback (prediction_id, label, ts, model, token, row_n) "
+    "VALUES ({p}, {label}, {p}, {p}, {p}, {p}) ON CONFLICT (prediction_id) DO UPDATE SET "
+    "label = excluded.label, ts = excluded.ts, model = excluded.model, "
+    "token = excluded.token, row_n = excluded.row_n"
+)
+_UPSERTS = {
+    "postgresql": _UPSERT.format(p="%s", label="CAST(%s AS JSON)"),
+    "sqlite": _UPSERT.format(p="?", label="?"),
+}
+
+
+def _upsert(engine: Engine, rows: list[tuple[str, str, float, str, str, int]]) -> None:
     """INSERT ... ON CONFLICT (prediction_id) DO UPDATE, on SQLite and PostgreSQL alike
-    (`rows` hold each id once: PostgreSQL refuses to update a row twice in a statement)."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(feedback)
-    x = insert.excluded
-    statement = insert.on_conflict_do_update(
-        index_elements=[feedback.c.prediction_id],
-        set_={"label": x.label, "ts": x.ts, "model": x.model, "token": x.token, "row_n": x.row_n},
-    )
+    (`rows` hold each id once: PostgreSQL refuses to update a row twice in a statement).
+    The driver's executemany on tuples: SQLAlchemy's own costs ~4 us a row in parameters."""
     with engine.begin() as conn:
-        conn.execute(statement, rows)
+        conn.exec_driver_sql(_UPSERTS[engine.dialect.name], rows)
 
 
 def labelled(engine: Engine, model: str, since_ts: float, limit: int) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ upgrade indexes them like caller ids.
 
 import base64
 import os
+import re
 from typing import NamedTuple
 
 GENERATED = "~"  # the first character of every generated id, and of no caller id
@@ -83,27 +84,21 @@ class Located(NamedTuple):
         return self.first + self.offset
 
 
+# A generated id in canonical spelling: no leading zeros, and a tag whose last character
+# carries no bits beyond its 8 bytes (the low 2 bits of its sextet are 0).
+_CANONICAL = re.compile(
+    r"~([A-Za-z0-9_-]{16})\.(0|[1-9a-z][0-9a-z]{0,4})\.([A-Za-z0-9_-]{10}[AEIMQUYcgkosw048]):(0|[1-9][0-9]{0,6})"
+)
+
+
 def locate(pid: str) -> Located | None:
     """Where a generated id's row is, if `pid` is one in the canonical spelling (the spelling
     the log gives back); any other id, `~`-led or not, is indexed like a caller's."""
-    position = parse(pid)
-    if position is None:
+    m = _CANONICAL.fullmatch(pid)
+    if m is None:
         return None
-    head, _, index = pid.rpartition(":")
-    first = head.split(".")[1]
-    tag = tag_bytes(position.tag)
-    if tag is None or str(int(index)) != index or _base36(int(first, 36)) != first:
-        return None
-    return Located(position.token, int(first, 36), int(index), tag)
-
-
-def tag_bytes(tag: str) -> bytes | None:
-    """A tag's 8 bytes, or None if `tag` is not a tag `new_tag` could have drawn."""
-    try:
-        raw = base64.urlsafe_b64decode(tag + "=")
-    except ValueError:
-        return None
-    return raw if len(raw) == 8 and tag_text(raw) == tag else None
+    token, first, tag, offset = m.groups()
+    return Located(token, int(first, 36), int(offset), base64.urlsafe_b64decode(tag + "="))
 
 
 def tag_text(raw: bytes) -> str:

@@ -4,6 +4,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import NamedTuple
 
+import numpy as np
 from sqlalchemy import Connection, select
 
 from modelloop.store.log import encoding, ids
@@ -47,23 +48,34 @@ def find(conn: Connection, pids: Iterable[str]) -> dict[str, Found]:
 def _generated(
     conn: Connection, token: str, asked: list[tuple[str, int, bytes]]
 ) -> Iterable[tuple[str, Found]]:
-    """The asked rows of one token that a record holds with the tag the id names."""
-    rows = [row for _, row, _ in asked]
+    """The asked rows of one token that a record holds with the tag the id names: the keys of
+    the records in the asked rows' span, matched in bulk."""
+    rows = np.fromiter((row for _, row, _ in asked), dtype=np.int64, count=len(asked))
     c = prediction_batches.c
-    q = select(c.model, c.version, c.data).where(
-        c.token == token, c.first_row <= max(rows), c.last_row >= min(rows)
+    q = select(c.model, c.version, c.row_tags).where(
+        c.token == token, c.first_row <= int(rows.max()), c.last_row >= int(rows.min())
     )
-    held: dict[int, tuple[bytes, str, int]] = {}
-    for model, version, data in conn.execute(q):
-        batch = encoding.decode(data, fields=(0, 2))  # row, tag
-        numbers = batch.column(0).to_pylist()
-        tags = batch.column(1).to_pylist()
-        for number, tag in zip(numbers, tags, strict=True):
-            held[number] = (tag, model, version)
-    for pid, row, tag in asked:
-        hit = held.get(row)
-        if hit is not None and hit[0] == tag:
-            yield pid, Found(hit[1], hit[2], token, row)
+    numbers, tags, which, origin = [], [], [], []
+    for n, (model, version, raw) in enumerate(conn.execute(q)):
+        held, held_tags = encoding.read_keys(raw)
+        numbers.append(held)
+        tags.append(held_tags)
+        which.append(np.full(len(held), n, dtype=np.int64))
+        origin.append((model, version))
+    if not numbers:
+        return
+    held = np.concatenate(numbers).astype(np.int64)
+    order = np.argsort(held, kind="stable")
+    held = held[order]
+    held_tags = np.concatenate(tags)[order]
+    record = np.concatenate(which)[order]
+    at = np.minimum(np.searchsorted(held, rows), len(held) - 1)
+    wanted_tags = np.frombuffer(b"".join(tag for _, _, tag in asked), "<u8")
+    hit = (held[at] == rows) & (held_tags[at] == wanted_tags)
+    for (pid, row, _), ok, r in zip(asked, hit.tolist(), record[at].tolist(), strict=True):
+        if ok:
+            model, version = origin[r]
+            yield pid, Found(model, version, token, row)
 
 
 def _callers(conn: Connection, pids: list[str]) -> dict[str, Found]:

@@ -88,7 +88,10 @@ class Writer:
                 inserted += self._write_caller(conn, g)
             else:
                 data = encoding.encode(g.rows, g.numbers, g.firsts, g.tags)
-                if self.insert_record(conn, g.model, g.version, g.token, g.rows, g.numbers, data):
+                keys = encoding.keys(g.numbers, g.tags)
+                if self.insert_record(
+                    conn, g.model, g.version, g.token, g.rows, g.numbers, data, keys
+                ):
                     inserted += len(g.rows)
         return inserted
 
@@ -134,6 +137,7 @@ class Writer:
         rows: Sequence[LogRow],
         numbers: Sequence[int],
         data: bytes,
+        keys: bytes = b"",
     ) -> int | None:
         """Insert one record: its seq, or None if a record of this token and first row is
         there already."""
@@ -150,6 +154,7 @@ class Writer:
                 rows=len(rows),
                 ts_min=min(times),
                 ts_max=max(times),
+                row_tags=keys,
                 data=data,
             )
             .on_conflict_do_nothing(index_elements=[c.token, c.first_row])
