@@ -2,12 +2,12 @@
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import Engine, select
 
 from modelloop.store.log import encoding, lookup
 from modelloop.store.log.rows import LabelCheck
@@ -62,29 +62,52 @@ def _upsert(engine: Engine, rows: list[tuple[str, str, float, str, str, int]]) -
 
 def labelled(engine: Engine, model: str, since_ts: float, limit: int) -> list[dict[str, Any]]:
     """Logged predictions of `model` with their label, newest first: the model's feedback,
-    then the records that hold its rows, decoded for those rows only."""
+    then the records that hold its rows (found from their row spans, read by seq), decoded
+    for those rows only."""
     f, b = feedback.c, prediction_batches.c
+    out: list[dict[str, Any]] = []
     with engine.connect() as conn:
         labels: dict[str, dict[int, tuple[str, Any, float]]] = defaultdict(dict)
         q = select(f.token, f.row_n, f.prediction_id, f.label, f.ts).where(f.model == model)
         for token, row, pid, label, ts in conn.execute(q):
             labels[token][row] = (pid, label, ts)
-        if not labels:
-            return []
-        covered = exists().where(
-            f.model == b.model,
-            f.token == b.token,
-            f.row_n >= b.first_row,
-            f.row_n <= b.last_row,
-        )
-        records = select(b.token, b.version, b.data).where(
-            b.model == model, b.ts_max >= since_ts, covered
-        )
-        out: list[dict[str, Any]] = []
-        for token, version, data in conn.execute(records):
-            out += _rows(labels.get(token, {}), version, data, since_ts)
+        wanted: list[int] = []
+        for token, rows in labels.items():
+            spans = conn.execute(
+                select(b.seq, b.first_row, b.last_row)
+                .where(b.model == model, b.token == token, b.ts_max >= since_ts)
+                .order_by(b.first_row)
+            ).all()
+            wanted += _covering(spans, rows)
+        tokens_of: dict[int, str] = {}
+        for start in range(0, len(wanted), lookup.ID_LOOKUP):
+            chunk = lookup.padded(wanted[start : start + lookup.ID_LOOKUP])
+            q2 = select(b.seq, b.token, b.version, b.data).where(b.seq.in_(chunk))
+            for seq, token, version, data in conn.execute(q2):
+                if seq in tokens_of:
+                    continue
+                tokens_of[seq] = token
+                out += _rows(labels[token], version, data, since_ts)
     out.sort(key=lambda r: r["ts"], reverse=True)
     return out[:limit]
+
+
+def _covering(spans: Sequence[Any], rows: dict[int, Any]) -> list[int]:
+    """The seqs of the records (seq, first_row, last_row; by first_row) whose span holds one
+    of `rows` at least."""
+    if not spans:
+        return []
+    firsts = np.array([s[1] for s in spans], dtype=np.int64)
+    lasts = np.array([s[2] for s in spans], dtype=np.int64)
+    seqs = np.array([s[0] for s in spans], dtype=np.int64)
+    asked = np.sort(np.fromiter(rows, dtype=np.int64, count=len(rows)))
+    # the first asked row at or after each span's start: the span holds a row if it is in it
+    # (spans may overlap: requests of a token written out of order)
+    at = np.searchsorted(asked, firsts)
+    inside = at < len(asked)
+    hit = np.zeros(len(spans), dtype=bool)
+    hit[inside] = asked[at[inside]] <= lasts[inside]
+    return [int(s) for s in seqs[hit]]
 
 
 def _rows(

@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from sqlalchemy import Connection, select
@@ -11,6 +11,7 @@ from modelloop.store.log import encoding, ids
 from modelloop.store.schema import prediction_batches, prediction_ids
 
 ID_LOOKUP = 500  # ids per IN list
+T = TypeVar("T")
 
 
 class Found(NamedTuple):
@@ -20,7 +21,7 @@ class Found(NamedTuple):
     row: int
 
 
-def _padded(values: list[str]) -> list[str]:
+def padded(values: list[T]) -> list[T]:
     """`values` with its last one repeated up to the next power of two (at most ID_LOOKUP): an
     IN list is one SQL text per length, each kept prepared by SQLite's driver (up to 128 per
     connection, ~100 KiB at 500 ids), so lookups use 10 lengths rather than 500."""
@@ -82,7 +83,7 @@ def _callers(conn: Connection, pids: list[str]) -> dict[str, Found]:
     found: dict[str, Found] = {}
     p, b = prediction_ids.c, prediction_batches.c
     for start in range(0, len(pids), ID_LOOKUP):
-        chunk = _padded(pids[start : start + ID_LOOKUP])
+        chunk = padded(pids[start : start + ID_LOOKUP])
         q = (
             select(p.id, b.model, b.version, p.token, p.row_n)
             .join_from(prediction_ids, prediction_batches, b.token == p.token)
