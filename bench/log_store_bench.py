@@ -136,7 +136,14 @@ def main() -> None:
     log.add_feedback(items[:100])  # warm up
     t = time.perf_counter()
     got = log.add_feedback(items)
-    print(f"add_feedback 10,000 ids: {(time.perf_counter() - t) * 1000:.1f} ms, {got[0]} matched")
+    ms = (time.perf_counter() - t) * 1000
+    print(f"add_feedback 10,000 ids scattered over the log: {ms:.1f} ms, {got[0]} matched")
+
+    near = [(pid, "yes") for pid in written[-10_000:]]  # the latest 10,000 (80 records)
+    log.add_feedback(near[:100])
+    t = time.perf_counter()
+    got = log.add_feedback(near)
+    print(f"add_feedback 10,000 recent ids: {(time.perf_counter() - t) * 1000:.1f} ms")
 
     labels = [(written[i], "no") for i in rng.choice(len(written), size=100_000, replace=False)]
     for start in range(0, len(labels), 10_000):

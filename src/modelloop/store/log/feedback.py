@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 from sqlalchemy import Engine, select
 
@@ -80,6 +81,10 @@ def labelled(engine: Engine, model: str, since_ts: float, limit: int) -> list[di
             ).all()
             wanted += _covering(spans, rows)
         tokens_of: dict[int, str] = {}
+        sorted_rows = {
+            t: np.sort(np.fromiter(rows, dtype=np.int64, count=len(rows)))
+            for t, rows in labels.items()
+        }
         for start in range(0, len(wanted), lookup.ID_LOOKUP):
             chunk = lookup.padded(wanted[start : start + lookup.ID_LOOKUP])
             q2 = select(b.seq, b.token, b.version, b.data).where(b.seq.in_(chunk))
@@ -87,7 +92,7 @@ def labelled(engine: Engine, model: str, since_ts: float, limit: int) -> list[di
                 if seq in tokens_of:
                     continue
                 tokens_of[seq] = token
-                out += _rows(labels[token], version, data, since_ts)
+                out += _rows(labels[token], sorted_rows[token], version, data, since_ts)
     out.sort(key=lambda r: r["ts"], reverse=True)
     return out[:limit]
 
@@ -111,13 +116,18 @@ def _covering(spans: Sequence[Any], rows: dict[int, Any]) -> list[int]:
 
 
 def _rows(
-    wanted: dict[int, tuple[str, Any, float]], version: int, data: bytes, since_ts: float
+    wanted: dict[int, tuple[str, Any, float]],
+    wanted_rows: npt.NDArray[np.int64],
+    version: int,
+    data: bytes,
+    since_ts: float,
 ) -> list[dict[str, Any]]:
+    """The rows of a record that `wanted` (and `wanted_rows`, its row numbers sorted) labels."""
     batch = encoding.decode(data)
     numbers = batch.column(0).to_numpy()
     ts = batch.column(batch.schema.get_field_index("ts")).to_numpy()
-    mask = np.isin(numbers, np.fromiter(wanted, dtype=np.int64, count=len(wanted)))
-    mask &= ts >= since_ts
+    at = np.minimum(np.searchsorted(wanted_rows, numbers), len(wanted_rows) - 1)
+    mask = (wanted_rows[at] == numbers) & (ts >= since_ts)
     take = np.flatnonzero(mask)
     if not len(take):
         return []
