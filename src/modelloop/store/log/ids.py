@@ -12,6 +12,7 @@ upgrade indexes them like caller ids.
 """
 
 import base64
+import binascii
 import os
 import re
 from typing import NamedTuple
@@ -91,6 +92,9 @@ _CANONICAL = re.compile(
 )
 
 
+_STANDARD = str.maketrans("-_", "+/")  # url-safe base64 to the standard alphabet
+
+
 def locate(pid: str) -> Located | None:
     """Where a generated id's row is, if `pid` is one in the canonical spelling (the spelling
     the log gives back); any other id, `~`-led or not, is indexed like a caller's."""
@@ -98,7 +102,8 @@ def locate(pid: str) -> Located | None:
     if m is None:
         return None
     token, first, tag, offset = m.groups()
-    return Located(token, int(first, 36), int(offset), base64.urlsafe_b64decode(tag + "="))
+    raw = binascii.a2b_base64((tag + "=").translate(_STANDARD))
+    return Located(token, int(first, 36), int(offset), raw)
 
 
 def tag_text(raw: bytes) -> str:
