@@ -80,7 +80,9 @@ def encode_figures(rng: np.random.Generator) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--pg", default=None, help="a PostgreSQL URL: run there, not on SQLite")
+    ap.add_argument(
+        "--pg", default=None, help="a PostgreSQL database of its own (its tables are made there)"
+    )
     a = ap.parse_args()
     rng = np.random.default_rng(1)
     encode_figures(rng)
