@@ -149,18 +149,32 @@ def is_json(field: pa.Field) -> bool:
 
 
 def column_values(batch: pa.RecordBatch, name: str, take: Any = None) -> list[Any]:
-    """The values of one column as they were logged (Python objects)."""
+    """The values of one column as they were logged (Python objects), of the rows at `take`
+    (an integer array) if given. Numbers without nulls go through numpy: Arrow's take costs
+    ~15 us a column, a numpy index ~1."""
     index = batch.schema.get_field_index(name)
     field = batch.schema.field(index)
     column = batch.column(index)
-    if take is not None:
-        column = column.take(take)
+    kind = field.type
+    if (pa.types.is_floating(kind) or pa.types.is_integer(kind)) and not column.null_count:
+        values = column.to_numpy()
+        if take is not None:
+            values = values[take]
+        if pa.types.is_float32(kind):
+            values = values.astype(np.float64)
+        return list(values.tolist())
+    if pa.types.is_dictionary(kind):  # its to_pylist costs ~1.5 us a value
+        words = column.dictionary.to_pylist()
+        codes = column.indices.to_pylist()
+        if take is not None:
+            codes = [codes[i] for i in take.tolist()]
+        return [None if c is None else words[c] for c in codes]
+    every = column.to_pylist()
+    picked = every if take is None else [every[i] for i in take.tolist()]
     if is_json(field):
         loads = orjson.loads
-        return [loads(v) for v in column.to_pylist()]
-    if pa.types.is_float32(field.type):
-        return list(column.to_numpy(zero_copy_only=False).astype(np.float64).tolist())
-    return list(column.to_pylist())
+        return [loads(v) for v in picked]
+    return picked
 
 
 def rows_of(batch: pa.RecordBatch, take: Any = None) -> tuple[list[Any], list[Any]]:

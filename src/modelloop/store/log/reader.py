@@ -23,7 +23,19 @@ def _numbers(column: pa.Array, field: pa.Field) -> FloatArray | ObjectArray:
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
     if encoding.is_json(field):
         return _objects([orjson.loads(v) for v in column.to_pylist()])
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+    return _as_objects(column)
+
+
+def _as_objects(column: pa.Array) -> ObjectArray:
+    """A column's values as an object array; a dictionary column by its codes (its own
+    conversion costs ~1.5 us a value)."""
+    if pa.types.is_dictionary(column.type) and not column.null_count:
+        words = np.empty(len(column.dictionary), dtype=object)
+        words[:] = column.dictionary.to_pylist()
+        return np.asarray(words[column.indices.to_numpy()], dtype=object)
+    out = np.empty(len(column), dtype=object)
+    out[:] = column.to_pylist()
+    return out
 
 
 def _objects(values: list[Any]) -> FloatArray | ObjectArray:
@@ -57,7 +69,7 @@ def to_batch(seq: int, model: str, version: int, data: bytes) -> Batch:
     if "value" in names:
         values = col("value").to_numpy().astype(np.float64)
     elif "label" in names:
-        labels = np.asarray(col("label").to_numpy(zero_copy_only=False)).astype(object)
+        labels = _as_objects(col("label"))
         for i, name in enumerate(names):
             if name.startswith(encoding.PROBABILITY):
                 key = name[len(encoding.PROBABILITY) :]
