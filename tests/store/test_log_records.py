@@ -307,3 +307,22 @@ def test_values_no_column_holds_are_rejected(db: Database, change: dict[str, Any
     with pytest.raises(RowsRejected):
         log.write([bad])
     assert log.count() == 3
+
+
+def test_a_regrouped_replay_logs_only_its_new_rows(db: Database) -> None:
+    """A spool file may hold two batches of one token, the first logged before its
+    acknowledgement was lost: replayed as one write, its record starts where the logged one
+    does, and only the second batch's rows are new. A replayed half (another first row) adds
+    nothing either."""
+    log = PredictionLog(db)
+    token = log_ids.new_token()
+    first = [row(p, {"x": 1.0}, {"value": 1.0}) for p in generated(token, 0, 4)]
+    second = [row(p, {"x": 2.0}, {"value": 2.0}) for p in generated(token, 4, 4)]
+    assert log.write(first) == 4
+    assert log.write(first + second) == 4
+    assert log.write(second[2:]) == 0
+    assert log.write(first[1:] + second[:3]) == 0
+    assert log.count() == 8
+    assert logged_ids(db, "m") == [r["id"] for r in first + second]
+    assert log.add_feedback([(r["id"], 1.0) for r in first + second]) == (8, [])
+    assert len(log.labelled("m")) == 8

@@ -1,17 +1,18 @@
 """Writing the log: a batch of rows becomes one record per (model, version, token).
 
-Generated rows (ids.locate) go under their own token and row numbers; the record's
-(token, first_row) is the exactly-once key, so a replayed write inserts nothing. Caller rows
-go under a token the store draws, numbered 0..n-1; their ids are indexed in prediction_ids
-first, and a row whose id is already logged (or repeats an id of the batch) is dropped: the
-first logged wins. One transaction per write.
+Generated rows (ids.locate) go under their own token and row numbers; rows a record of the
+token already holds are dropped (a replayed write inserts nothing, a regrouped one only its new
+rows), and the record's (token, first_row) is the exactly-once key against a concurrent
+writer. Caller rows go under a token the store draws, numbered 0..n-1; their ids are indexed in
+prediction_ids first, and a row whose id is already logged (or repeats an id of the batch) is
+dropped: the first logged wins. One transaction per write.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from modelloop.store.errors import RowsRejected
@@ -87,13 +88,49 @@ class Writer:
             if g.token is None:
                 inserted += self._write_caller(conn, g)
             else:
-                data = encoding.encode(g.rows, g.numbers, g.firsts, g.tags)
-                keys = encoding.keys(g.numbers, g.tags)
-                if self.insert_record(
-                    conn, g.model, g.version, g.token, g.rows, g.numbers, data, keys
-                ):
-                    inserted += len(g.rows)
+                inserted += self._write_generated(conn, g)
         return inserted
+
+    def _write_generated(self, conn: Connection, g: Group) -> int:
+        """A record of generated rows, less the rows a record of the token holds already: a
+        replay, whole or regrouped (a spool file holding two batches, one of them logged
+        before its acknowledgement was lost), logs each row once."""
+        assert g.token is not None
+        logged = self._logged_rows(conn, g.token, min(g.numbers), max(g.numbers))
+        if logged:
+            keep = [n for n, row in enumerate(g.numbers) if row not in logged]
+            if not keep:
+                return 0
+            g.rows = [g.rows[n] for n in keep]
+            g.numbers = [g.numbers[n] for n in keep]
+            g.firsts = [g.firsts[n] for n in keep]
+            g.tags = [g.tags[n] for n in keep]
+        data = encoding.encode(g.rows, g.numbers, g.firsts, g.tags)
+        keys = encoding.keys(g.numbers, g.tags)
+        if self.insert_record(conn, g.model, g.version, g.token, g.rows, g.numbers, data, keys):
+            return len(g.rows)
+        return 0
+
+    def _logged_rows(self, conn: Connection, token: str, lo: int, hi: int) -> set[int]:
+        """Rows in [lo, hi] that records of `token` hold: those starting in the span and the
+        one starting last before it (two index probes, whatever the token's records)."""
+        c = prediction_batches.c
+        inside = select(c.row_tags).where(c.token == token, c.first_row.between(lo, hi))
+        before = (
+            select(c.row_tags, c.last_row)
+            .where(c.token == token, c.first_row < lo)
+            .order_by(c.first_row.desc())
+            .limit(1)
+        )
+        found = [raw for (raw,) in conn.execute(inside)]
+        prior = conn.execute(before).first()
+        if prior is not None and prior[1] >= lo:
+            found.append(prior[0])
+        rows: set[int] = set()
+        for raw in found:
+            numbers, _ = encoding.read_keys(raw)
+            rows.update(int(n) for n in numbers if lo <= n <= hi)
+        return rows
 
     def _write_caller(self, conn: Connection, g: Group) -> int:
         token = ids.new_token()
