@@ -27,7 +27,9 @@ FEATURES = [f"f{i}" for i in range(9)]
 RECORD = 250
 
 
-def make_rows(n: int, start: int, token: str, rng: np.random.Generator) -> list[LogRow]:
+def make_rows(
+    n: int, start: int, token: str, rng: np.random.Generator, caller: bool = False
+) -> list[LogRow]:
     x = rng.normal(size=(n, len(FEATURES)))
     p = rng.random(n).astype(np.float32)
     rows: list[LogRow] = []
@@ -36,7 +38,11 @@ def make_rows(n: int, start: int, token: str, rng: np.random.Generator) -> list[
         tag = ids.new_tag()
         rows.append(
             {
-                "id": ids.request_id(token, start + i, tag) + ":0",
+                "id": (
+                    f"~{os.urandom(16).hex()[:22]}:0"  # schema 2's ids: indexed like a caller's
+                    if caller
+                    else ids.request_id(token, start + i, tag) + ":0"
+                ),
                 "ts": now + i * 0.001,
                 "model": "m",
                 "version": 1,
@@ -83,6 +89,7 @@ def main() -> None:
     ap.add_argument(
         "--pg", default=None, help="a PostgreSQL database of its own (its tables are made there)"
     )
+    ap.add_argument("--caller-ids", action="store_true", help="ids of schema 2's form")
     a = ap.parse_args()
     rng = np.random.default_rng(1)
     encode_figures(rng)
@@ -98,7 +105,7 @@ def main() -> None:
     for start in range(0, a.rows, RECORD):
         if start % ids.TOKEN_ROWS == 0 and start:
             token = ids.new_token()
-        rows = make_rows(RECORD, start % ids.TOKEN_ROWS, token, rng)
+        rows = make_rows(RECORD, start % ids.TOKEN_ROWS, token, rng, a.caller_ids)
         w = time.perf_counter()
         log.write(rows)
         write_s += time.perf_counter() - w
