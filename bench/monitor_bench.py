@@ -436,7 +436,7 @@ def fill_log(url: str, work: Path, rows: int, batch: int) -> dict[str, Any]:
     import numpy as np
 
     from modelloop.store.database import open_database
-    from modelloop.store.predictions import PredictionLog
+    from modelloop.store.log import PredictionLog
     from modelloop.store.registry import FolderRegistry
 
     meta = json.loads((work / "meta.json").read_text())
@@ -489,7 +489,7 @@ def worker_monitor(work: Path, url: str, home: Path, warm: bool) -> dict[str, An
     from modelloop.monitoring.settings import MonitorSettings
     from modelloop.monitoring.worker import Monitor
     from modelloop.store.database import open_database
-    from modelloop.store.predictions import PredictionLog
+    from modelloop.store.log import PredictionLog
     from modelloop.store.registry import FolderRegistry
     from modelloop.store.reports import DriftReports
 

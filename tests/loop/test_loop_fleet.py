@@ -20,7 +20,7 @@ import pytest
 from loop_helpers import LOOP_SETTINGS, MODEL, Client, Processes, free_port, instances, wait_for
 
 from modelloop.store.database import open_database
-from modelloop.store.predictions import PredictionLog
+from modelloop.store.log import PredictionLog
 from modelloop.store.registry import open_registry
 from modelloop.training import synthetic
 from seaweed import Weed, upload_registry

@@ -30,10 +30,11 @@ from sqlalchemy import func, select
 from conftest import fresh_home
 from modelloop.store.database import Database
 from modelloop.store.jobs import Job, JobQueue
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.registry import FolderRegistry, Registry, sha256_bytes
 from modelloop.store.reports import DriftReports, MonitorStates
-from modelloop.store.schema import drift_reports, monitor_state, predictions
+from modelloop.store.schema import drift_reports, monitor_state
+from modelloop.store.schema import prediction_batches as batches
 from modelloop.training import synthetic
 from modelloop.training.export import OnnxModel
 
@@ -335,9 +336,8 @@ def stored(db: Database) -> dict[str, Any]:
         select(func.coalesce(func.sum(drift_reports.c.rows), 0))
         .where(drift_reports.c.model == MODEL)
         .scalar_subquery(),
-        select(func.count())
-        .select_from(predictions)
-        .where(predictions.c.model == MODEL, predictions.c.seq <= func.coalesce(wm, 0))
+        select(func.coalesce(func.sum(batches.c.rows), 0))
+        .where(batches.c.model == MODEL, batches.c.seq <= func.coalesce(wm, 0))
         .scalar_subquery(),
     )
     with db.engine.connect() as conn:
@@ -425,7 +425,7 @@ def test_a_monitor_killed_mid_ingestion_resumes_from_its_watermark_without_doubl
 
         with db.engine.connect() as conn:
             last_seq = conn.execute(
-                select(func.max(predictions.c.seq)).where(predictions.c.model == MODEL)
+                select(func.max(batches.c.seq)).where(batches.c.model == MODEL)
             ).scalar_one()
 
         # Kill it twice mid-pass: each time once it has read a part of the rows it has not

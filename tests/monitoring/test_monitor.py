@@ -15,7 +15,7 @@ from modelloop.monitoring.worker import Monitor
 from modelloop.store.database import Database
 from modelloop.store.errors import StoreError
 from modelloop.store.jobs import JobQueue
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.registry import FolderRegistry, Registry
 from modelloop.store.reports import DriftReports, MonitorStates
 from modelloop.training import synthetic
@@ -82,7 +82,8 @@ class Traffic:
                     "latency_ms": 1.0,
                 }
             )
-        self.log.write(rows)
+        for start in range(0, len(rows), 250):  # the service's batches: one record each
+            self.log.write(rows[start : start + 250])
         return [r["id"] for r in rows]
 
 
@@ -108,7 +109,8 @@ def test_restart_resumes_without_double_counting(db: Database, registry: Registr
     got = reports(db)
     assert [r["rows"] for r in got] == [1000] * 5
     assert second.contexts[MODEL].window.rows == 0
-    assert second.contexts[MODEL].watermark == first.contexts[MODEL].watermark + 2500
+    # the watermark names records: 2,500 rows are 10 of them
+    assert second.contexts[MODEL].watermark == first.contexts[MODEL].watermark + 10
 
 
 def test_a_pass_cut_short_after_closing_windows_stores_nothing(
@@ -221,11 +223,12 @@ def test_the_monitor_applies_the_retention_setting(db: Database, registry: Regis
     worker = monitor(db, registry, retention_rows=400, retention_interval=3600.0)
     worker.run_once()
     worker.prune()
-    assert PredictionLog(db).count(MODEL) == 400
-    assert worker.metrics.pruned.labels("predictions")._value.get() == 1100
+    # whole records of 250 go while more than 400 rows remain
+    assert PredictionLog(db).count(MODEL) == 250
+    assert worker.metrics.pruned.labels("predictions")._value.get() == 1250
     traffic.send(synthetic.generate(600, 6))
     worker.prune()  # within the interval: nothing happens
-    assert PredictionLog(db).count(MODEL) == 1000
+    assert PredictionLog(db).count(MODEL) == 850
     # what was read before the deletion still counts: the windows closed on all 1,500 rows
     assert sum(r["rows"] for r in reports(db)) == 1000  # type: ignore[misc]
     assert worker.contexts[MODEL].window.rows == 500

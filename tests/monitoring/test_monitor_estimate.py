@@ -16,7 +16,7 @@ from modelloop.monitoring.worker import Monitor
 from modelloop.store.database import Database
 from modelloop.store.events import Events
 from modelloop.store.jobs import JobQueue
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.registry import FolderRegistry, Registry
 from modelloop.store.reports import DriftReports
 from modelloop.training import synthetic

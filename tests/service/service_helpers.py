@@ -20,8 +20,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from log_helpers import logged_rows
 from modelloop.store.database import open_database
-from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
 
 # Starlette 1.x warns that its TestClient prefers `httpx2`; the warning is about the client
@@ -75,7 +75,7 @@ def predictions_in_db(home: Path) -> list[dict[str, Any]]:
     """The prediction log of `home`'s SQLite database, oldest first."""
     db = open_database(f"sqlite:///{home / 'modelloop.db'}")
     try:
-        return PredictionLog(db).read_since(MODEL, 0, 100_000)
+        return logged_rows(db, MODEL)
     finally:
         db.dispose()
 

@@ -18,8 +18,8 @@ from modelloop.service.feedback import LabelRules
 from modelloop.service.models import ModelManager
 from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import open_database
+from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.metadata import ModelMetadata
-from modelloop.store.predictions import LogRow, PredictionLog
 from modelloop.store.registry import FolderRegistry
 from modelloop.store.schema import feedback
 

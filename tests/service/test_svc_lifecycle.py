@@ -19,8 +19,8 @@ from service_helpers import (
     sample_sum,
 )
 
+import log_helpers
 from modelloop.store.database import open_database
-from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import FolderRegistry
 
 DRAIN_REQUESTS = 2000
@@ -29,7 +29,7 @@ DRAIN_REQUESTS = 2000
 def logged_ids(db_url: str) -> list[str]:
     db = open_database(db_url)
     try:
-        return [r["id"] for r in PredictionLog(db).read_since(MODEL, 0, 1_000_000)]
+        return log_helpers.logged_ids(db, MODEL)
     finally:
         db.dispose()
 

@@ -16,6 +16,7 @@ import pytest
 from service_helpers import MODEL, ServerProcess, assert_error, row, running_server, sample_sum
 from test_svc_outage import TcpProxy, sqlite_outage
 
+import log_helpers
 from modelloop.store.database import open_database
 
 WAIT_SECONDS = 2.0  # MODELLOOP_LOG_WAIT_SECONDS in these tests
@@ -61,8 +62,7 @@ def unwritable_spool(home: Path, how: str) -> Iterator[None]:
 def logged_ids(url: str) -> list[str]:
     db = open_database(url)
     try:
-        with db.engine.connect() as conn:
-            return [r[0] for r in conn.exec_driver_sql("SELECT id FROM predictions")]
+        return log_helpers.logged_ids(db)
     finally:
         db.dispose()
 
@@ -72,8 +72,7 @@ def empty_pg(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue("pg_url")
     db = open_database(url)
     with db.engine.begin() as conn:
-        conn.exec_driver_sql("DELETE FROM feedback")
-        conn.exec_driver_sql("DELETE FROM predictions")
+        log_helpers.empty_log(conn)
     db.dispose()
     return url
 

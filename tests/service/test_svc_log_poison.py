@@ -38,14 +38,14 @@ def test_a_poisoned_spool_file_is_salvaged_and_blocks_nothing(
     if backend == "postgresql":
         url = empty_pg(request)
         extra["MODELLOOP_DATABASE_URL"] = url
-        # a 5,000-character id: predictions.id is String(128) there
+        # a 5,000-character id: the log keeps ids of up to 128
         bad = spool_row(3, id="x" * 5000)
-        words = "value too long"
+        words = "cannot be stored"
     else:
         url = f"sqlite:///{home / 'modelloop.db'}"
-        # SQLite keeps strings of any length; a version past 64 bits its driver cannot send
+        # a version past 64 bits (SQLite's driver could not send it either)
         bad = spool_row(3, version=2**63)
-        words = "too large"
+        words = "cannot be stored"
     first = [spool_row(0), spool_row(1), spool_row(2), bad, spool_row(4)]
     second = [spool_row(5), spool_row(6)]
     write_spool_file(home, "log-1000000000.000001-handmade-1.jsonl", first)

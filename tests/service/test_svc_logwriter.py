@@ -14,13 +14,14 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+import log_helpers
 from modelloop.service.errors import Unavailable
 from modelloop.service.logwriter import LogWriter
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.salvage import DatabaseAway, Replayer, write_salvaging
 from modelloop.service.spool import Spool
 from modelloop.store.database import Database, open_database
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 
 
 def log_row(i: int, **changes: Any) -> LogRow:
@@ -47,8 +48,7 @@ def bad_row(db: Database, i: int) -> LogRow:
 
 
 def logged_ids(db: Database) -> list[str]:
-    with db.engine.connect() as conn:
-        return [r[0] for r in conn.exec_driver_sql("SELECT id FROM predictions ORDER BY seq")]
+    return log_helpers.logged_ids(db)
 
 
 @contextlib.contextmanager

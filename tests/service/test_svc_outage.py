@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from service_helpers import Load, running_server, sample_sum
 
+import log_helpers
 from modelloop.store.database import open_database
 
 OUTAGE_SECONDS = 60.0
@@ -105,7 +106,7 @@ def test_database_outage_loses_and_doubles_nothing(
         url: str = request.getfixturevalue("pg_url")
         db = open_database(url)
         with db.engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM predictions")
+            log_helpers.empty_log(conn)
         db.dispose()
         proxy = TcpProxy(5432).start()
         proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
@@ -141,8 +142,7 @@ def test_database_outage_loses_and_doubles_nothing(
         assert not list((home / "spool").glob("*.jsonl")), "spool not replayed"
         db = open_database(url)
         try:
-            with db.engine.connect() as conn:
-                ids = [r[0] for r in conn.exec_driver_sql("SELECT id FROM predictions")]
+            ids = log_helpers.logged_ids(db)
         finally:
             db.dispose()
         assert len(ids) == len(set(ids))  # none doubled

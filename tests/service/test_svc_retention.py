@@ -11,11 +11,12 @@ from service_helpers import MODEL, TestClient, row, sample_sum
 from sqlalchemy import select
 from test_svc_outage import TcpProxy
 
+import log_helpers
 from modelloop.monitoring.settings import MonitorSettings
 from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import open_database
-from modelloop.store.predictions import LogRow, PredictionLog
-from modelloop.store.schema import feedback, predictions
+from modelloop.store.log import LogRow, PredictionLog
+from modelloop.store.schema import feedback
 
 DAY = 86_400.0
 OLD, NEW = 30, 10
@@ -39,7 +40,8 @@ def seed(url: str) -> tuple[list[str], list[str]]:
     db = open_database(url)
     try:
         log = PredictionLog(db)
-        log.write(rows)
+        log.write(rows[:OLD])  # a record of old rows, one of new: retention deletes records
+        log.write(rows[OLD:])
         log.add_feedback([(r["id"], "yes") for r in rows[::2]])
     finally:
         db.dispose()
@@ -51,8 +53,8 @@ def stored(url: str) -> tuple[list[str], set[str]]:
     db = open_database(url)
     try:
         with db.engine.connect() as conn:
-            ids = list(conn.execute(select(predictions.c.id).order_by(predictions.c.seq)).scalars())
             labelled = set(conn.execute(select(feedback.c.prediction_id)).scalars())
+        ids = log_helpers.logged_ids(db)
     finally:
         db.dispose()
     return ids, labelled
@@ -114,8 +116,7 @@ def test_a_database_away_costs_failed_passes_not_the_service(
 ) -> None:
     db = open_database(pg_url)
     with db.engine.begin() as conn:
-        conn.execute(feedback.delete())
-        conn.execute(predictions.delete())
+        log_helpers.empty_log(conn)
     db.dispose()
     proxy = TcpProxy(5432).start()
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from service_helpers import Load, ServerProcess
 
+import log_helpers
 from modelloop.store.database import open_database
 
 
@@ -21,7 +22,7 @@ def test_sigkill_in_durable_mode_loses_nothing_acknowledged(
         url: str = request.getfixturevalue("pg_url")
         db = open_database(url)
         with db.engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM predictions")
+            log_helpers.empty_log(conn)
         db.dispose()
         env["MODELLOOP_DATABASE_URL"] = url
     else:
@@ -39,8 +40,7 @@ def test_sigkill_in_durable_mode_loses_nothing_acknowledged(
         server.stop()
     db = open_database(url)
     try:
-        with db.engine.connect() as conn:
-            stored = {r[0] for r in conn.exec_driver_sql("SELECT id FROM predictions")}
+        stored = set(log_helpers.logged_ids(db))
     finally:
         db.dispose()
     acknowledged = set(result.acknowledged_ids)

@@ -23,7 +23,7 @@ from service_helpers import (
 )
 
 from modelloop.store.database import open_database
-from modelloop.store.predictions import PredictionLog
+from modelloop.store.log import PredictionLog
 from modelloop.store.registry import FolderRegistry
 
 PREDICT = f"/v1/models/{MODEL}/predict"

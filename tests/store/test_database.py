@@ -4,17 +4,27 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from log_helpers import logged, logged_ids
 from modelloop.store.database import Database, normalise_url, open_database
 from modelloop.store.errors import SchemaTooNew
 from modelloop.store.events import Events
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.schema import SCHEMA_VERSION, feedback, schema_info
 
-TABLES = {"modelloop_schema", "predictions", "feedback", "jobs", "drift_reports", "events"}
+TABLES = {
+    "modelloop_schema",
+    "prediction_batches",
+    "prediction_ids",
+    "feedback",
+    "jobs",
+    "drift_reports",
+    "events",
+}
 
 
 def _row(i: int, model: str = "m", ts: float | None = None, version: int = 1) -> LogRow:
@@ -116,7 +126,7 @@ def test_url_normalisation() -> None:
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
-def test_prediction_log_write_count_and_read_since(db: Database) -> None:
+def test_prediction_log_write_count_and_read_back(db: Database) -> None:
     log = PredictionLog(db)
     assert log.count() == 0
     assert log.write([]) == 0
@@ -128,19 +138,15 @@ def test_prediction_log_write_count_and_read_since(db: Database) -> None:
     assert log.count("other") == 3
     assert log.count("nobody") == 0
 
-    first = log.read_since("m", 0, 3)
-    assert [r["id"] for r in first] == ["p-0", "p-1", "p-2"]
-    rest = log.read_since("m", first[-1]["seq"], 100)
-    assert [r["id"] for r in rest] == [f"p-{i}" for i in range(3, 8)]
-    assert log.read_since("m", rest[-1]["seq"], 100) == []
-    # JSON columns come back as they went in.
-    row = first[1]
-    assert row["features"] == {"x": 1.0, "colour": "red"}
-    assert first[0]["features"] == {"x": 0.0, "colour": None}
-    assert row["output"] == {"label": "yes", "probabilities": [0.25, 0.75]}
-    assert (row["model"], row["version"], row["latency_ms"]) == ("m", 1, 1.5)
-    seqs = [r["seq"] for r in first + rest]
-    assert seqs == sorted(seqs)
+    got = logged(db, "m")
+    assert [r["id"] for r in got] == [f"p-{i}" for i in range(8)]
+    assert logged_ids(db, "other") == ["p-100", "p-101", "p-102"]
+    # features and outputs come back as they went in
+    row = got[1]
+    assert orjson.loads(row["features"]) == {"x": 1.0, "colour": "red"}
+    assert orjson.loads(got[0]["features"]) == {"x": 0.0, "colour": None}
+    assert orjson.loads(row["output"]) == {"label": "yes", "probabilities": [0.25, 0.75]}
+    assert (row["version"], row["latency_ms"], row["label"]) == (1, 1.5, None)
 
 
 def test_replayed_batches_are_logged_once(db: Database) -> None:
@@ -151,14 +157,13 @@ def test_replayed_batches_are_logged_once(db: Database) -> None:
     # A batch overlapping the logged rows writes only the new ones.
     assert log.write([_row(i) for i in range(5, 15)]) == 5
     assert log.count() == 15
-    ids = [r["id"] for r in log.read_since("m", 0, 100)]
-    assert ids == [f"p-{i}" for i in range(15)]
+    assert logged_ids(db, "m") == [f"p-{i}" for i in range(15)]
 
 
 def test_log_writes_keep_order_and_survive_a_session_reset(db: Database) -> None:
-    """Rows keep their batch order in the log (PostgreSQL stages them through COPY), JSON with
-    awkward characters comes back as sent, and a session whose temporary tables were
-    discarded (as a pooler does) still writes."""
+    """Rows keep their batch order in the log, strings with awkward characters come back as
+    sent, and a session whose temporary tables were discarded (as a pooler does) still
+    writes."""
     log = PredictionLog(db)
     odd = _row(0)
     odd["features"] = {"x": 'tab\t "quote" back\\slash \u00e9 é \n', "y": None, "z": 1e300}
@@ -169,14 +174,13 @@ def test_log_writes_keep_order_and_survive_a_session_reset(db: Database) -> None
             conn.exec_driver_sql("DISCARD TEMP")
             conn.commit()
     assert log.write([_row(i) for i in range(600, 610)]) == 10
-    got = log.read_since("m", 0, 1000)
+    got = logged(db, "m")
     assert [r["id"] for r in got] == [f"p-{i}" for i in range(610)]
-    assert got[0]["features"] == odd["features"]
+    assert orjson.loads(got[0]["features"]) == odd["features"]
 
 
 def test_batches_of_any_size_are_written_whole_and_in_order(db: Database) -> None:
-    """SQLite writes a batch as INSERTs of a few fixed row counts (249 = 128 + 64 + ...):
-    every row lands once, in batch order, and the count of inserted rows adds up."""
+    """Every row lands once, in batch order, and the count of inserted rows adds up."""
     log = PredictionLog(db)
     sizes = [1, 3, 249, 250, 251, 499, 500, 777]
     start = 0
@@ -184,8 +188,7 @@ def test_batches_of_any_size_are_written_whole_and_in_order(db: Database) -> Non
         assert log.write([_row(i) for i in range(start, start + n)]) == n
         start += n
     assert log.write([_row(i) for i in range(start - 300, start + 5)]) == 5  # 300 replayed
-    got = log.read_since("m", 0, 10_000)
-    assert [r["id"] for r in got] == [f"p-{i}" for i in range(start + 5)]
+    assert logged_ids(db, "m") == [f"p-{i}" for i in range(start + 5)]
 
 
 def test_feedback_of_any_size_matches_exactly(db: Database) -> None:
@@ -253,8 +256,9 @@ def test_feedback_keeps_one_label_per_prediction_the_latest(db: Database) -> Non
 
 def test_feedback_prediction_id_is_unique_in_the_database(db: Database) -> None:
     indexes = inspect(db.engine).get_indexes("feedback")
-    assert [(i["name"], i["column_names"], bool(i["unique"])) for i in indexes] == [
-        ("ux_feedback_prediction_id", ["prediction_id"], True)
+    assert sorted((i["name"], i["column_names"], bool(i["unique"])) for i in indexes) == [
+        ("ix_feedback_model_token_row", ["model", "token", "row_n"], False),
+        ("ux_feedback_prediction_id", ["prediction_id"], True),
     ]
     with db.engine.begin() as conn:
         conn.execute(feedback.insert().values(prediction_id="x", label="a", ts=1.0))
@@ -279,55 +283,6 @@ def test_a_failing_label_check_stores_nothing(db: Database) -> None:
     assert seen == [(0, "p-0", "yes", "m", 1), (2, "p-1", "bad", "m", 1)]
     assert log.add_feedback([("p-0", "yes")], lambda *a: "stored") == (1, [])
     assert _feedback_rows(db) == [("p-0", "stored")]
-
-
-def _make_schema_1(db: Database) -> None:
-    """Turn a new database into one of schema 1: feedback's plain index, version 1."""
-    with db.engine.begin() as conn:
-        conn.execute(text("DROP INDEX ux_feedback_prediction_id"))
-        conn.execute(text("CREATE INDEX ix_feedback_prediction_id ON feedback (prediction_id)"))
-        conn.execute(update(schema_info).values(version=1))
-
-
-def test_schema_1_with_duplicate_feedback_is_upgraded(empty_db_url: str) -> None:
-    """A database of schema 1 holding several labels per prediction id: opened, it keeps the
-    latest of each id's labels, gets the unique index and schema 2; opened again, nothing
-    changes."""
-    old = open_database(empty_db_url)
-    try:
-        _make_schema_1(old)
-        PredictionLog(old).write([_row(i) for i in range(3)])
-        with old.engine.begin() as conn:
-            rows = [("p-0", "no"), ("p-1", "yes"), ("p-0", "yes"), ("p-0", 1), ("p-2", 2.5)]
-            rows += [("p-1", "no"), ("orphan", "x"), ("orphan", "y")]
-            for n, (pid, label) in enumerate(rows):
-                ts = 1000.0 - n  # the latest is the last written (highest seq), whatever ts says
-                conn.execute(feedback.insert().values(prediction_id=pid, label=label, ts=ts))
-    finally:
-        old.dispose()
-    for _ in range(2):
-        db = open_database(empty_db_url)
-        try:
-            assert _feedback_rows(db) == [("orphan", "y"), ("p-0", 1), ("p-1", "no"), ("p-2", 2.5)]
-            with db.engine.connect() as conn:
-                assert conn.execute(select(schema_info.c.version)).scalar_one() == SCHEMA_VERSION
-            indexes = inspect(db.engine).get_indexes("feedback")
-            assert [(i["name"], bool(i["unique"])) for i in indexes] == [
-                ("ux_feedback_prediction_id", True)
-            ]
-            log = PredictionLog(db)
-            assert log.add_feedback([("p-2", "corrected")]) == (1, [])
-            assert {r["id"]: r["label"] for r in log.labelled("m")} == {
-                "p-0": 1,
-                "p-1": "no",
-                "p-2": "corrected",
-            }
-            with db.engine.begin() as conn:  # undo the correction for the second opening
-                conn.execute(
-                    update(feedback).where(feedback.c.prediction_id == "p-2").values(label=2.5)
-                )
-        finally:
-            db.dispose()
 
 
 def test_feedback_labels_keep_their_type(db: Database) -> None:

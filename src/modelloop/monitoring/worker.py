@@ -37,8 +37,8 @@ from modelloop.store.database import Database
 from modelloop.store.errors import StoreError
 from modelloop.store.events import Events
 from modelloop.store.jobs import JobQueue
+from modelloop.store.log import PredictionLog
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
-from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
 from modelloop.store.reports import MonitorStates, ReportRow, scan_log
 from modelloop.store.retention import Retention

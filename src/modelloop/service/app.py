@@ -37,7 +37,7 @@ from modelloop.store.database import Database
 from modelloop.store.errors import RegistryUnavailable
 from modelloop.store.events import Events
 from modelloop.store.jobs import JobQueue
-from modelloop.store.predictions import PredictionLog
+from modelloop.store.log import PredictionLog
 from modelloop.store.registry import open_registry
 
 log = logging.getLogger("modelloop.service")

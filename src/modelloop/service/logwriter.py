@@ -27,7 +27,7 @@ from modelloop.service.logtarget import Health, Target
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.salvage import DatabaseAway, Replayer, describe, write_salvaging
 from modelloop.service.spool import Spool
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 
 log = logging.getLogger("modelloop.service.log")
 

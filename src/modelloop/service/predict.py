@@ -20,7 +20,7 @@ from modelloop.service.models import Slot
 from modelloop.service.served import Outputs, ServedModel
 from modelloop.service.state import Service
 from modelloop.service.versions import parse_version, shown
-from modelloop.store.predictions import LogRow
+from modelloop.store.log import LogRow
 
 JSON = "application/json"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.spool import Spool
 from modelloop.store.errors import RowsRejected
-from modelloop.store.predictions import LogRow, PredictionLog
+from modelloop.store.log import LogRow, PredictionLog
 
 log = logging.getLogger("modelloop.service.log")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from modelloop.store.predictions import LogRow, as_log_row
+from modelloop.store.log import LogRow, as_log_row
 
 log = logging.getLogger("modelloop.service.log")
 

@@ -11,7 +11,7 @@ from modelloop.service.settings import ServiceSettings
 from modelloop.store.database import Database
 from modelloop.store.events import Events
 from modelloop.store.jobs import JobQueue
-from modelloop.store.predictions import PredictionLog
+from modelloop.store.log import PredictionLog
 from modelloop.store.registry import Registry
 
 

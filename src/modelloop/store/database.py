@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelloop.store.errors import SchemaTooNew, StoreError
+from modelloop.store.log.upgrade import to_columnar_log
 from modelloop.store.schema import SCHEMA_VERSION, metadata, schema_info
 
 # pg_advisory_xact_lock key that serialises schema migrations ("modelloop" in ASCII, truncated).
@@ -52,7 +53,10 @@ def _one_label_per_prediction(conn: Connection) -> None:
 
 
 # version -> the step that brings a database of the version before it up to it
-UPGRADES: dict[int, Callable[[Connection], None]] = {2: _one_label_per_prediction}
+UPGRADES: dict[int, Callable[[Connection], None]] = {
+    2: _one_label_per_prediction,
+    3: to_columnar_log,
+}
 
 
 def _json_dumps(value: Any) -> str:

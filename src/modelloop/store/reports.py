@@ -4,10 +4,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, delete, insert, select, update
+import orjson
+from sqlalchemy import Connection, delete, insert, select, update
 
 from modelloop.store.database import Database
-from modelloop.store.schema import drift_reports, monitor_state, predictions, report_pages
+from modelloop.store.log import encoding, reader
+from modelloop.store.schema import drift_reports, monitor_state, report_pages
 
 # a closed window's report: (version, window_start, window_end, rows, state, verdict, report)
 ReportRow = tuple[int, float, float, int, str, str, dict[str, Any]]
@@ -160,49 +162,20 @@ class ReportPages:
             ).scalar()
 
 
-# The monitor's read of the log. Run through SQLAlchemy (errors, pooling) but fetched from the
-# DBAPI cursor: building SQLAlchemy rows costs as much as the rest of the read (~0.6 of ~1.3 µs
-# a row). Placeholders in each driver's style.
-_SCAN_LOG = (
-    "SELECT seq, ts, version, CAST(features AS TEXT), CAST(output AS TEXT) FROM predictions"
-    " WHERE model = {model} AND seq > {after} AND ts < {before} ORDER BY seq LIMIT {limit}"
-)
-_SCAN_SQL = {
-    "postgresql": _SCAN_LOG.format(
-        model="%(model)s", after="%(after)s", before="%(before)s", limit="%(limit)s"
-    ),
-    "sqlite": _SCAN_LOG.format(model=":model", after=":after", before=":before", limit=":limit"),
-}
-
-
 def scan_log(
     db: Database, model: str, after_seq: int, limit: int, before_ts: float
 ) -> list[tuple[int, float, int, str, str]]:
-    """Log rows of `model` after `after_seq` and older than `before_ts`, in order:
-    (seq, ts, version, features JSON text, output JSON text). JSON stays text so the caller
-    decodes it in bulk."""
-    params = {"model": model, "after": after_seq, "before": before_ts, "limit": limit}
-    with db.engine.connect() as conn:
-        if db.backend == "postgresql":
-            # Walk the (model, seq) index, never sort. Without statistics (a new or newly
-            # filled table that autovacuum has not analysed yet) the planner guesses ~200 rows
-            # match and sorts every row after the watermark, on disk: 0.7 s of server time per
-            # 20k-row chunk of a 200k-row backlog, against 0.05 s.
-            conn.exec_driver_sql("SET LOCAL enable_sort = off")
-        result = conn.exec_driver_sql(_SCAN_SQL[db.backend], params)
-        try:
-            return list(result.cursor.fetchall())
-        finally:
-            result.close()
-
-
-def latest_log(db: Database, model: str, limit: int) -> list[tuple[float, str]]:
-    """The newest `limit` log rows of `model`: (ts, features JSON text), newest first."""
-    q = (
-        select(predictions.c.ts, cast(predictions.c.features, Text))
-        .where(predictions.c.model == model)
-        .order_by(predictions.c.seq.desc())
-        .limit(limit)
-    )
-    with db.engine.connect() as conn:
-        return [(r[0], r[1]) for r in conn.execute(q)]
+    """The monitor's read of schema 2, kept until the monitor reads `PredictionLog.
+    batches_since`: rows of whole records after `after_seq`, each as (its record's seq, ts,
+    version, features JSON text, output JSON text)."""
+    out: list[tuple[int, float, int, str, str]] = []
+    dumps = orjson.dumps
+    for seq, version, data in reader.records_since(db.engine, model, after_seq, limit, before_ts):
+        batch = encoding.decode(data)
+        feats, outs = encoding.rows_of(batch)
+        times = encoding.column_values(batch, "ts")
+        out += [
+            (seq, ts, version, dumps(f).decode(), dumps(o).decode())
+            for ts, f, o in zip(times, feats, outs, strict=True)
+        ]
+    return out

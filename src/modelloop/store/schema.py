@@ -7,6 +7,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -15,8 +16,10 @@ from sqlalchemy import (
 )
 
 # 1: the first schema. 2: one label per prediction id (feedback's unique index; the upgrade keeps
-# the latest of an id's labels). Upgrades: store/database.py, UPGRADES.
-SCHEMA_VERSION = 2
+# the latest of an id's labels). 3: the log in columnar records (prediction_batches), caller ids
+# indexed in prediction_ids, feedback knowing its prediction's record (model, token, row).
+# Upgrades: store/database.py, UPGRADES.
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -30,18 +33,43 @@ schema_info = Table(
     Column("version", Integer, nullable=False),
 )
 
-predictions = Table(
-    "predictions",
+# The prediction log: one record per written batch of one model version and token, its rows
+# column by column in one Arrow IPC stream (store/log/encoding.py). A generated id names its
+# record by (token, row); (token, first_row) is the exactly-once key of a replayed write.
+prediction_batches = Table(
+    "prediction_batches",
     metadata,
-    Column("seq", _BigId, primary_key=True, autoincrement=True),
-    Column("id", String(128), nullable=False, unique=True),
-    Column("ts", Float, nullable=False),
+    Column("seq", _BigId, primary_key=True, autoincrement=True),  # the monitor's watermark
     Column("model", String(63), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("features", JSON, nullable=False),
-    Column("output", JSON, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    Index("ix_predictions_model_seq", "model", "seq"),
+    Column("token", String(16), nullable=False),
+    Column("first_row", Integer, nullable=False),
+    Column("last_row", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("ts_min", Float, nullable=False),
+    Column("ts_max", Float, nullable=False),
+    # generated rows only: their row numbers (uint32) then their tags (8 bytes each), so a
+    # lookup reads neither the record (SQLite stops short of a blob it is not asked for)
+    # nor decodes it; empty for caller rows
+    Column("row_tags", LargeBinary, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("ux_prediction_batches_token_first", "token", "first_row", unique=True),
+    Index("ix_prediction_batches_model_seq", "model", "seq"),
+    # never reuse a seq, not even the newest after retention deleted it: a watermark past it
+    # would skip the record that took it
+    sqlite_autoincrement=True,
+)
+
+# Caller ids (any id that is not a generated one): where their row is.
+prediction_ids = Table(
+    "prediction_ids",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("model", String(63), nullable=False),
+    Column("token", String(16), nullable=False),
+    Column("row_n", Integer, nullable=False),
+    Index("ix_prediction_ids_token", "token", "row_n"),
+    sqlite_with_rowid=False,
 )
 
 feedback = Table(
@@ -51,8 +79,14 @@ feedback = Table(
     Column("prediction_id", String(128), nullable=False),
     Column("label", JSON, nullable=False),
     Column("ts", Float, nullable=False),
+    # the labelled prediction's record: its model, token and row (schema 3; null for labels
+    # an older schema kept for predictions it no longer had)
+    Column("model", String(63)),
+    Column("token", String(16)),
+    Column("row_n", Integer),
     # One label per prediction: written with an upsert, the latest label wins.
     Index("ux_feedback_prediction_id", "prediction_id", unique=True),
+    Index("ix_feedback_model_token_row", "model", "token", "row_n"),
 )
 
 jobs = Table(

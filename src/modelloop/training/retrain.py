@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from modelloop.store.database import Database
+from modelloop.store.log import PredictionLog
 from modelloop.store.metadata import DataInfo, ModelMetadata, Trigger
-from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry
-from modelloop.store.reports import latest_log
 from modelloop.training import evaluate
 from modelloop.training.clean import CleanData, clean
 from modelloop.training.data import RawData, load_builtin, load_csv
@@ -271,17 +269,17 @@ def retrain(
     runner = OnnxModel.load(onnx_bytes, champ.features, champ.task)
     parity_x = pd.concat([bs.x_test, recent_x], ignore_index=True)
     parity = check_parity(runner, fitted.pipeline, parity_x if len(parity_x) else x_val)
-    ref_rows = latest_log(db, model, config.reference_rows)
+    ref_rows = PredictionLog(db).latest_features(model, config.reference_rows)
     if len(ref_rows) >= config.min_traffic_rows:
         ref_x, _ = traffic_frame(
             champ,
             [
                 {
                     "ts": ts,
-                    "features": orjson.loads(text),
+                    "features": features,
                     "label": champ.classes[0] if champ.classes else 0.0,
                 }
-                for ts, text in ref_rows
+                for ts, features in ref_rows
             ],
         )
         ref_source = f"the latest {len(ref_x)} logged predictions"

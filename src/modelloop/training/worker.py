@@ -20,8 +20,8 @@ from modelloop.store.database import Database, open_database
 from modelloop.store.errors import StoreError
 from modelloop.store.events import Events
 from modelloop.store.jobs import Job, JobQueue
+from modelloop.store.log import PredictionLog
 from modelloop.store.metadata import Trigger
-from modelloop.store.predictions import PredictionLog
 from modelloop.store.registry import Registry, open_registry
 from modelloop.store.settings import StoreSettings
 from modelloop.training.errors import TrainingError

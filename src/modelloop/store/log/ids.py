@@ -12,7 +12,9 @@ upgrade indexes them like caller ids.
 """
 
 import base64
+import binascii
 import os
+import re
 from typing import NamedTuple
 
 GENERATED = "~"  # the first character of every generated id, and of no caller id
@@ -72,3 +74,42 @@ def _base36(n: int) -> str:
         n, d = divmod(n, 36)
         out.append(digits[d])
     return "".join(reversed(out))
+
+
+class Located(NamedTuple):
+    """A generated id spelled the one way `request_id` spells it: its request's first row,
+    the row's place in the request, and the tag as its 8 bytes."""
+
+    token: str
+    first: int
+    offset: int  # the row's place in its request
+    tag: bytes
+
+    @property
+    def row(self) -> int:
+        return self.first + self.offset
+
+
+# A generated id in canonical spelling: no leading zeros, and a tag whose last character
+# carries no bits beyond its 8 bytes (the low 2 bits of its sextet are 0).
+_CANONICAL = re.compile(
+    r"~([A-Za-z0-9_-]{16})\.(0|[1-9a-z][0-9a-z]{0,4})\.([A-Za-z0-9_-]{10}[AEIMQUYcgkosw048]):(0|[1-9][0-9]{0,6})"
+)
+
+
+_STANDARD = str.maketrans("-_", "+/")  # url-safe base64 to the standard alphabet
+
+
+def locate(pid: str) -> Located | None:
+    """Where a generated id's row is, if `pid` is one in the canonical spelling (the spelling
+    the log gives back); any other id, `~`-led or not, is indexed like a caller's."""
+    m = _CANONICAL.fullmatch(pid)
+    if m is None:
+        return None
+    token, first, tag, offset = m.groups()
+    raw = binascii.a2b_base64((tag + "=").translate(_STANDARD))
+    return Located(token, int(first, 36), int(offset), raw)
+
+
+def tag_text(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -1,0 +1,220 @@
+"""Writing the log: a batch of rows becomes one record per (model, version, token).
+
+Generated rows (ids.locate) go under their own token and row numbers; rows a record of the
+token already holds are dropped (a replayed write inserts nothing, a regrouped one only its new
+rows), and the record's (token, first_row) is the exactly-once key against a concurrent
+writer. Caller rows go under a token the store draws, numbered 0..n-1; their ids are indexed in
+prediction_ids first, and a row whose id is already logged (or repeats an id of the batch) is
+dropped: the first logged wins. One transaction per write.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from modelloop.store.errors import RowsRejected
+from modelloop.store.log import encoding, ids
+from modelloop.store.log.rows import LogRow
+from modelloop.store.schema import prediction_batches, prediction_ids
+
+MAX_ID = 128
+MAX_MODEL = 63
+_INT32 = (-(1 << 31), 1 << 31)
+
+
+@dataclass
+class Group:
+    model: str
+    version: int
+    token: str | None  # None: caller rows, under a token drawn at write time
+    rows: list[LogRow] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    firsts: list[int] = field(default_factory=list)
+    tags: list[bytes] = field(default_factory=list)
+
+
+def _check(row: LogRow) -> None:
+    model, version = row["model"], row["version"]
+    if type(model) is not str or not 0 < len(model) <= MAX_MODEL or "\x00" in model:
+        raise RowsRejected(f"model name {model!r:.80} cannot be stored")
+    if type(version) is not int or not _INT32[0] <= version < _INT32[1]:
+        raise RowsRejected(f"version {version!r:.80} cannot be stored")
+
+
+def group(rows: Sequence[LogRow]) -> list[Group]:
+    """The records a write makes, in the order of their first rows."""
+    groups: dict[tuple[str, int, str | None], Group] = {}
+    seen: set[tuple[str, int]] = set()
+    for row in rows:
+        pid = row["id"]
+        if type(pid) is not str:
+            raise RowsRejected(f"prediction id {pid!r:.80} is not a string")
+        where = ids.locate(pid)
+        key = (row["model"], row["version"], None if where is None else where.token)
+        g = groups.get(key)
+        if g is None:
+            _check(row)
+            g = groups[key] = Group(*key)
+        if where is None:
+            if not 0 < len(pid) <= MAX_ID or "\x00" in pid:
+                raise RowsRejected(f"prediction id {pid!r:.80} cannot be stored")
+            g.rows.append(row)
+            continue
+        if (where.token, where.row) in seen:  # the same row twice in a batch: the first stays
+            continue
+        seen.add((where.token, where.row))
+        g.rows.append(row)
+        g.numbers.append(where.row)
+        g.firsts.append(where.first)
+        g.tags.append(where.tag)
+    return list(groups.values())
+
+
+def _insert(dialect: Any, table: Any) -> Any:
+    return dialect.insert(table)
+
+
+# Ids per INSERT: every row count is its own SQL text, prepared and kept by SQLite's driver
+# (128 statements per connection); a few fixed sizes keep that small (249 = 128 + 64 + ...).
+STATEMENT_ROWS = (250, 128, 64, 32, 16, 8, 4, 2, 1)
+
+
+def _statement_rows(n: int) -> Iterator[int]:
+    for size in STATEMENT_ROWS:
+        while n >= size:
+            yield size
+            n -= size
+
+
+class Writer:
+    def __init__(self, backend: str) -> None:
+        self.dialect = postgresql if backend == "postgresql" else sqlite
+        self._mark = "%s" if backend == "postgresql" else "?"
+        self._ids: dict[int, str] = {}
+
+    def _ids_statement(self, n: int) -> str:
+        """INSERT of `n` caller ids, skipping logged ones, returning those it inserted (the
+        driver's own SQL: SQLAlchemy compiling a 250-row VALUES cost ~60 us a row)."""
+        sql = self._ids.get(n)
+        if sql is None:
+            group = "(" + ",".join([self._mark] * 4) + ")"
+            sql = (
+                f"INSERT INTO {prediction_ids.name} (id, model, token, row_n) VALUES "
+                + ",".join([group] * n)
+                + " ON CONFLICT (id) DO NOTHING RETURNING id"
+            )
+            self._ids[n] = sql
+        return sql
+
+    def write(self, conn: Connection, rows: Sequence[LogRow]) -> int:
+        inserted = 0
+        for g in group(rows):
+            if g.token is None:
+                inserted += self._write_caller(conn, g)
+            else:
+                inserted += self._write_generated(conn, g)
+        return inserted
+
+    def _write_generated(self, conn: Connection, g: Group) -> int:
+        """A record of generated rows, less the rows a record of the token holds already: a
+        replay, whole or regrouped (a spool file holding two batches, one of them logged
+        before its acknowledgement was lost), logs each row once."""
+        assert g.token is not None
+        logged = self._logged_rows(conn, g.token, min(g.numbers), max(g.numbers))
+        if logged:
+            keep = [n for n, row in enumerate(g.numbers) if row not in logged]
+            if not keep:
+                return 0
+            g.rows = [g.rows[n] for n in keep]
+            g.numbers = [g.numbers[n] for n in keep]
+            g.firsts = [g.firsts[n] for n in keep]
+            g.tags = [g.tags[n] for n in keep]
+        data = encoding.encode(g.rows, g.numbers, g.firsts, g.tags)
+        keys = encoding.keys(g.numbers, g.tags)
+        if self.insert_record(conn, g.model, g.version, g.token, g.rows, g.numbers, data, keys):
+            return len(g.rows)
+        return 0
+
+    def _logged_rows(self, conn: Connection, token: str, lo: int, hi: int) -> set[int]:
+        """Rows in [lo, hi] that records of `token` hold: those starting in the span and the
+        one starting last before it (two index probes, whatever the token's records)."""
+        c = prediction_batches.c
+        inside = select(c.row_tags).where(c.token == token, c.first_row.between(lo, hi))
+        before = (
+            select(c.row_tags, c.last_row)
+            .where(c.token == token, c.first_row < lo)
+            .order_by(c.first_row.desc())
+            .limit(1)
+        )
+        found = [raw for (raw,) in conn.execute(inside)]
+        prior = conn.execute(before).first()
+        if prior is not None and prior[1] >= lo:
+            found.append(prior[0])
+        rows: set[int] = set()
+        for raw in found:
+            numbers, _ = encoding.read_keys(raw)
+            rows.update(int(n) for n in numbers if lo <= n <= hi)
+        return rows
+
+    def _write_caller(self, conn: Connection, g: Group) -> int:
+        token = ids.new_token()
+        unique: dict[str, LogRow] = {}
+        for row in g.rows:
+            unique.setdefault(row["id"], row)
+        rows = list(unique.values())
+        pids = list(unique)
+        data = encoding.encode(rows, range(len(rows)), ids=pids)  # refused before any SQL
+        new: set[str] = set()
+        start = 0
+        for n in _statement_rows(len(pids)):
+            params: list[Any] = []
+            for i in range(start, start + n):
+                params += (pids[i], g.model, token, i)
+            start += n
+            new.update(r[0] for r in conn.exec_driver_sql(self._ids_statement(n), tuple(params)))
+        keep = [n for n, p in enumerate(pids) if p in new]
+        if not keep:
+            return 0
+        kept = [rows[n] for n in keep]
+        if len(keep) < len(rows):  # ids logged before: their rows go
+            data = encoding.encode(kept, keep, ids=[pids[n] for n in keep])
+        self.insert_record(conn, g.model, g.version, token, kept, keep, data)
+        return len(kept)
+
+    def insert_record(
+        self,
+        conn: Connection,
+        model: str,
+        version: int,
+        token: str,
+        rows: Sequence[LogRow],
+        numbers: Sequence[int],
+        data: bytes,
+        keys: bytes = b"",
+    ) -> int | None:
+        """Insert one record: its seq, or None if a record of this token and first row is
+        there already."""
+        times = [r["ts"] for r in rows]
+        c = prediction_batches.c
+        statement = (
+            _insert(self.dialect, prediction_batches)
+            .values(
+                model=model,
+                version=version,
+                token=token,
+                first_row=min(numbers),
+                last_row=max(numbers),
+                rows=len(rows),
+                ts_min=min(times),
+                ts_max=max(times),
+                row_tags=keys,
+                data=data,
+            )
+            .on_conflict_do_nothing(index_elements=[c.token, c.first_row])
+            .returning(c.seq)
+        )
+        seq = conn.execute(statement).scalar()
+        return None if seq is None else int(seq)
