@@ -11,7 +11,7 @@ Windows merge by adding them, like the drift counts.
 """
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy.typing as npt
 from modelloop.store.metadata import CalibrationMap, Estimation
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass
@@ -121,20 +122,35 @@ class ScoreFolder:
 
     def fold(self, outputs: Sequence[dict[str, Any]]) -> ScoreCounts:
         raw, labels = self._matrix(outputs)
-        ok = np.all(np.isfinite(raw), axis=1)
-        if not ok.all():
-            raw = raw[ok]
-            labels = [lb for lb, keep in zip(labels, ok, strict=True) if keep]
-        out = self.empty()
-        if raw.shape[0] == 0:
-            return out
-        cal = calibrate(self.calibration, raw)
         index = self.index
         pred = np.fromiter(
             (index.get(str(lb), -1) for lb in labels), dtype=np.int64, count=len(labels)
         )
+        return self.fold_arrays(raw, pred)
+
+    def matrix(self, probabilities: Mapping[str, FloatArray]) -> FloatArray:
+        """The (rows, K) logged probabilities of a batch's columns, in class order; no rows
+        when a class has none (a row lacking a class's probability is NaN there)."""
+        try:
+            return np.stack([probabilities[c] for c in self.classes], axis=1).reshape(-1, self.k)
+        except KeyError:
+            return np.zeros((0, self.k))
+
+    def fold_arrays(self, raw: FloatArray, pred: IntArray) -> ScoreCounts:
+        """Fold rows of logged probabilities `raw` (rows, K), in class order, and the class
+        index of each row's predicted label (-1 when it is no class: the most probable
+        class). Rows with a missing or infinite probability are left out."""
+        ok = np.all(np.isfinite(raw), axis=1)
+        if not ok.all():
+            raw = raw[ok]
+            pred = pred[ok]
+        out = self.empty()
+        if raw.shape[0] == 0:
+            return out
+        cal = calibrate(self.calibration, raw)
         unknown = pred < 0
         if unknown.any():
+            pred = pred.copy()
             pred[unknown] = raw[unknown].argmax(axis=1)
         for j in range(self.k):
             out.confusion[j] = cal[pred == j].sum(axis=0)

@@ -1,0 +1,120 @@
+"""A batch's columns as the window's bins read them (numpy only, no Python loop over rows).
+
+The rules are those of the row-by-row path (`window._floats`, `profile.categorical_bins`,
+`str(label)`), applied to whole arrays:
+- a numeric feature: numbers as floats, None and text NaN;
+- a categorical value: None, "" and a float NaN are missing, anything else counts as the
+  category `str(value)` (so 1 is "1", 1.0 is "1.0" and True is "True"), or as other. A float64
+  column (the store's form of a feature whose every value is a number) cannot tell 1 from 1.0:
+  its integral values read as the integers the service takes ("1"), the others as `str(v)`.
+"""
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from modelloop.store.log.batch import FloatArray, ObjectArray
+
+IntArray = npt.NDArray[np.int64]
+
+MISSING = -2  # a code: the value is missing
+OTHER = -1  # a code: the value is none of the names
+# up to this many names, matching compares the object array with each (C calls, no text made
+# of the values); past it, the values become text once and are looked up by binary search
+_COMPARE_MAX = 8
+_TEXT = np.dtypes.StringDType()  # keeps a trailing NUL, which "U" strips
+_NONE: Any = None  # numpy's stubs take no None to compare with
+_is_instance: Any = np.frompyfunc(isinstance, 2, 1)  # an object ufunc of a builtin
+
+
+def floats(values: FloatArray | ObjectArray) -> FloatArray:
+    """A numeric feature's values as floats: None and text are NaN (as `window._floats`)."""
+    if values.dtype == np.float64:
+        return cast(FloatArray, values)
+    x = np.asarray(values, dtype=object)
+    bad = np.equal(x, _NONE) | _is_instance(x, str).astype(bool)
+    if bad.any():
+        x = x.copy()
+        x[bad] = np.nan
+    return np.asarray(x, dtype=np.float64)
+
+
+class Names:
+    """Codes of values against names (categories, classes): a name's index, OTHER or MISSING."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.order = np.argsort(np.asarray(self.names, dtype=_TEXT), kind="stable")
+        self.sorted = np.asarray(self.names, dtype=_TEXT)[self.order]
+        # the float each name is the text of, as a float64 column's value reads (see above)
+        numbers = {v: i for i, n in enumerate(self.names) if (v := _number(n)) is not None}
+        self.num_values = np.asarray(sorted(numbers), dtype=np.float64)
+        self.num_index = np.asarray([numbers[v] for v in sorted(numbers)], dtype=np.int64)
+
+    def _lookup(self, text: npt.NDArray[np.str_]) -> IntArray:
+        if not self.names:
+            return np.full(text.shape, OTHER, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.sorted, text), len(self.names) - 1)
+        return np.where(self.sorted[pos] == text, self.order[pos], OTHER).astype(np.int64)
+
+    def codes(self, values: FloatArray | ObjectArray, missing: str = "feature") -> IntArray:
+        """Each value's code. Missing: a feature's value ("feature") when None, "" or a float
+        NaN; a predicted label's ("label", counted as `str(label)`) when ""; none ("none")."""
+        label = missing != "feature"
+        if values.dtype == np.float64:
+            return self._number_codes(cast(FloatArray, values), label)
+        x = np.asarray(values, dtype=object)
+        codes = np.full(x.shape, OTHER, dtype=np.int64)
+        if len(self.names) <= _COMPARE_MAX:
+            for i, name in enumerate(self.names):
+                codes[np.equal(x, name)] = i
+            rest = np.flatnonzero(codes == OTHER)
+        else:
+            rest = np.arange(x.size)
+        if rest.size:
+            sub = x[rest]
+            found = self._lookup(sub.astype(_TEXT))
+            if missing == "feature":
+                lost = (
+                    np.equal(sub, _NONE)
+                    | np.equal(sub, "")
+                    | (_is_instance(sub, float).astype(bool) & np.not_equal(sub, sub))
+                )
+                found[lost] = MISSING
+            elif missing == "label":
+                found[np.equal(sub, "")] = MISSING
+            codes[rest] = found
+        return codes
+
+    def _number_codes(self, x: FloatArray, label: bool) -> IntArray:
+        nan = np.isnan(x)
+        codes = np.full(x.shape, OTHER, dtype=np.int64)
+        if self.num_values.size:
+            pos = np.minimum(np.searchsorted(self.num_values, x), self.num_values.size - 1)
+            hit = self.num_values[pos] == x
+            codes[hit] = self.num_index[pos[hit]]
+        if label:  # str(nan) is "nan": a name, or other
+            if nan.any():
+                codes[nan] = self._lookup(np.asarray(["nan"], dtype=_TEXT))[0]
+        else:
+            codes[nan] = MISSING
+        return codes
+
+    def bins(self, codes: IntArray) -> tuple[IntArray, int, int]:
+        """(counts per name, other, missing) of codes, as `categorical_bins` counts."""
+        counts = np.bincount(codes + 2, minlength=len(self.names) + 2)
+        return counts[2:].astype(np.int64), int(counts[1]), int(counts[0])
+
+
+def _number(name: str) -> float | None:
+    """The float whose text (in a float64 column) is `name`, if any."""
+    try:
+        v = float(name)
+    except ValueError:
+        return None
+    if v != v:
+        return None
+    text = str(int(v)) if v.is_integer() else str(v)
+    return v if text == name else None
