@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from modelloop.monitoring.window import Folder
-from modelloop.store.log.batch import Batch
+from modelloop.store.log.batch import Batch, FloatArray, ObjectArray
 from modelloop.store.metadata import CalibrationMap, Estimation, ModelMetadata, ReferenceProfile
 from modelloop.store.profile import categorical_profile, numeric_profile
 
@@ -36,9 +36,7 @@ def folder(rng: np.random.Generator) -> Folder:
     )
     grid = np.linspace(0.0, 1.0, 50)
     est = Estimation(
-        calibration=CalibrationMap(
-            classes=[1], x=[grid.tolist()], y=[np.sort(grid**1.2).tolist()]
-        ),
+        calibration=CalibrationMap(classes=[1], x=[grid.tolist()], y=[np.sort(grid**1.2).tolist()]),
         auc_edges=[np.linspace(0.01, 0.99, 99).tolist()],
     )
     meta = ModelMetadata.model_construct(task="classification", classes=CLASSES, estimation=est)
@@ -46,7 +44,7 @@ def folder(rng: np.random.Generator) -> Folder:
 
 
 def batch(seq: int, rng: np.random.Generator) -> Batch:
-    features = {}
+    features: dict[str, FloatArray | ObjectArray] = {}
     for f in FEATURES:
         x = rng.normal(size=ROWS)
         x[rng.random(ROWS) < 0.02] = np.nan
