@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from modelloop.monitoring.columns import Bins
 from modelloop.monitoring.window import Folder
 from modelloop.store.log.batch import Batch
 from modelloop.store.metadata import (
@@ -231,3 +232,41 @@ def test_the_random_batches_reach_every_case() -> None:
         assert w.predicted is not None
         seen["unknown label"] += w.predicted[1]
     assert all(seen.values()), seen
+
+
+def test_the_bins_of_all_columns_at_once_are_each_columns_search() -> None:
+    """`Bins.find` (a table of fine cells, searching only values near an edge) against
+    `searchsorted`, on edges of every shape: none, one, repeated spacing, a tiny range far
+    from zero, a range no grid can cut, and values on the edges, beside them and infinite."""
+    rng = np.random.default_rng(5)
+    shapes = [
+        np.zeros(0),
+        np.array([0.0]),
+        np.array([3.5e12]),
+        np.sort(rng.normal(size=19)),
+        np.sort(rng.gamma(0.5, size=30)),
+        1e10 + np.sort(rng.random(5)) * 1e-4,  # cells finer than the values' rounding
+        np.array([-1e300, 0.0, 1e300]),
+        np.array([-5e-324, 0.0, 5e-324]),
+        np.linspace(0.01, 0.99, 99),
+    ]
+    for _ in range(30):
+        edges = [shapes[int(i)] for i in rng.integers(len(shapes), size=int(rng.integers(1, 8)))]
+        bins = Bins(edges)
+        n = int(rng.integers(1, 300))
+        x = np.empty((len(edges), n))
+        for f, e in enumerate(edges):
+            pool = np.concatenate(
+                [e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf), [np.inf, -np.inf, np.nan]]
+            )
+            scale = float(np.ptp(e)) if e.size > 1 else 1.0
+            near = rng.choice(pool, size=n) if pool.size else np.zeros(n)
+            wide = (rng.normal(size=n) * 2 * scale) + (e.mean() if e.size else 0.0)
+            x[f] = np.where(rng.random(n) < 0.4, near, wide)
+        found, missing = bins.find(x)
+        for f, e in enumerate(edges):
+            nan = np.isnan(x[f])
+            want = np.searchsorted(e, x[f], side="right") + bins.offsets[f]
+            assert (found[f][~nan] == want[~nan]).all(), (f, e)
+            assert (found[f][nan] == bins.total).all()
+            assert missing[f] == nan.sum()

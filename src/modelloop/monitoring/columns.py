@@ -118,3 +118,67 @@ def _number(name: str) -> float | None:
         return None
     text = str(int(v)) if v.is_integer() else str(v)
     return v if text == name else None
+
+
+class Bins:
+    """The bins of several numeric columns (one list of edges each), found for all of them at
+    once: `searchsorted(edges, x, side="right")` of each column, offset by the bins of the
+    columns before it (column f's bin i is `offsets[f] + i`); NaN is `total` (missing).
+
+    A table over a fine uniform grid of each column's range gives the bin of a value whose
+    cell (and the cells either side) holds no edge; the few values near an edge (and every
+    value of a column whose range the grid cannot cut) are searched for exactly, all in one
+    search of (column, value) pairs."""
+
+    CELLS = 4096
+
+    def __init__(self, edges: Sequence[FloatArray]) -> None:
+        sizes = [e.size + 1 for e in edges]
+        self.offsets = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
+        self.total = int(sum(sizes))
+        self.bounds = [(int(o), int(o) + s) for o, s in zip(self.offsets, sizes, strict=True)]
+        c = self.CELLS
+        self.lo = np.zeros((len(edges), 1))
+        self.scale = np.zeros((len(edges), 1))
+        table = np.full((len(edges), c), -1, dtype=np.int64)
+        for f, e in enumerate(edges):
+            if e.size == 0:
+                table[f] = self.offsets[f]  # one bin: every value is in it
+                continue
+            width = float(e[-1] - e[0]) / (c - 8) or max(abs(float(e[0])), 1.0) / c
+            lo = float(e[0]) - 4 * width
+            # cells much wider than the rounding of the values near them, or no table
+            big = max(abs(lo), abs(float(e[-1])) + 4 * width)
+            if not (np.isfinite(big) and width > big * 1e-9 and np.isfinite(1.0 / width)):
+                continue  # every value searched for
+            self.lo[f], self.scale[f] = lo, 1.0 / width
+            # cuts[k] = lo + (k - 1) * width: cell i spans cuts[i + 1] .. cuts[i + 2], and
+            # with its neighbours cuts[i] .. cuts[i + 3] (the outer cells reach to infinity)
+            cuts = lo + np.arange(-1, c + 2) * width
+            cuts[0], cuts[-1] = -np.inf, np.inf
+            below = np.searchsorted(e, cuts, side="right")
+            start, stop = below[:c], below[3 : c + 3]
+            table[f] = np.where(start == stop, start + self.offsets[f], -1)
+        self.table = table.ravel()
+        self.base = (np.arange(len(edges), dtype=np.int64) * c)[:, None]
+        self.keys = np.zeros(sum(e.size for e in edges), dtype=np.complex128)
+        self.keys.real = np.repeat(np.arange(len(edges)), [e.size for e in edges])
+        self.keys.imag = np.concatenate([*edges, np.zeros(0)])
+
+    def find(self, x: FloatArray) -> tuple[IntArray, IntArray]:
+        """Each value's bin (rows of `x` are the columns), and each column's missing count."""
+        nan = np.isnan(x)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf times a column's scale of 0
+            v = (x - self.lo) * self.scale
+        np.clip(v, 0, self.CELLS - 1, out=v)
+        v[np.isnan(v)] = 0  # missing, or a column without a table: found below
+        found = self.table[v.astype(np.int64) + self.base]
+        found[nan] = self.total
+        near = np.flatnonzero(found < 0)
+        if near.size:
+            column = near // x.shape[1]
+            pairs = np.empty(near.size, dtype=np.complex128)  # (column, value), in order
+            pairs.real, pairs.imag = column, x.ravel()[near]
+            flat = found.reshape(-1)
+            flat[near] = np.searchsorted(self.keys, pairs, side="right") + column
+        return found, nan.sum(axis=1)

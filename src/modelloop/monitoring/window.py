@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelloop.monitoring.columns import Names, floats
+from modelloop.monitoring.columns import Bins, Names, floats
 from modelloop.monitoring.estimate.aggregate import ScoreCounts, ScoreFolder
 from modelloop.store.log.batch import Batch
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
@@ -140,12 +140,8 @@ class Folder:
         )
         # fold_batch: the numeric features' and the score's bins, one offset after the other in
         # one count; the categories, the predicted labels' and the classes' codes
-        self._edges = [np.asarray(p.edges, dtype=np.float64) for p in ref.numeric.values()]
-        self._edges.append(np.asarray(ref.score.edges, dtype=np.float64))
-        sizes = [e.size + 1 for e in self._edges]
-        self._offsets = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
-        self._bounds = [(int(o), int(o) + s) for o, s in zip(self._offsets, sizes, strict=True)]
-        self._total = int(sum(sizes))
+        edges = [np.asarray(p.edges, dtype=np.float64) for p in ref.numeric.values()]
+        self._bins = Bins([*edges, np.asarray(ref.score.edges, dtype=np.float64)])
         self._categories = {f: Names(p.categories) for f, p in ref.categorical.items()}
         self._predicted = None if ref.predicted is None else Names(ref.predicted.categories)
         self._classes = Names(self.classes)
@@ -214,15 +210,10 @@ class Folder:
             col = batch.features.get(name)
             x[i] = np.nan if col is None else floats(col[rows])
         x[nf] = self._scores(batch, rows, n)
-        nan = np.isnan(x)
-        idx = np.empty((nf + 1, n), dtype=np.int64)
-        for i, edges in enumerate(self._edges):
-            idx[i] = np.searchsorted(edges, x[i], side="right")
-        idx += self._offsets[:, None]
-        idx[nan] = self._total
-        counts = np.bincount(idx.ravel(), minlength=self._total + 1).astype(np.int64)
-        missing = nan.sum(axis=1).tolist()
-        b = self._bounds
+        idx, missing_counts = self._bins.find(x)
+        counts = np.bincount(idx.ravel(), minlength=self._bins.total + 1).astype(np.int64)
+        missing = missing_counts.tolist()
+        b = self._bins.bounds
         numeric = {
             f: (counts[b[i][0] : b[i][1]], missing[i]) for i, f in enumerate(self.ref.numeric)
         }
