@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelloop.monitoring.columns import Bins
+from modelloop.monitoring.columns import Bins, join
 from modelloop.monitoring.window import Folder
 from modelloop.store.log.batch import Batch
 from modelloop.store.metadata import (
@@ -270,3 +270,22 @@ def test_the_bins_of_all_columns_at_once_are_each_columns_search() -> None:
             assert (found[f][~nan] == want[~nan]).all(), (f, e)
             assert (found[f][nan] == bins.total).all()
             assert missing[f] == nan.sum()
+
+
+@pytest.mark.parametrize("kind", ["binary-int", "multi", "regression"])
+def test_folding_joined_batches_equals_folding_all_their_rows(kind: str) -> None:
+    """The monitor folds a chunk's batches joined into one (columns of either form)."""
+    rng = np.random.default_rng(50 + len(kind))
+    for _ in range(CASES // 2):
+        folder = _folder(kind, rng)
+        batches = [_batch(folder, rng) for _ in range(int(rng.integers(1, 5)))]
+        feats: list[Any] = []
+        outs: list[Any] = []
+        times: list[float] = []
+        for b in batches:
+            f, o, t = _rows(b, rng)
+            feats, outs, times = feats + f, outs + o, times + t
+        joined = join(batches)
+        assert joined.rows == len(feats)
+        assert joined.seq == batches[-1].seq
+        assert folder.fold_batch(joined).to_dict() == folder.fold(feats, outs, times).to_dict()

@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from modelloop.store.log.batch import FloatArray, ObjectArray
+from modelloop.store.log.batch import Batch, FloatArray, ObjectArray
 
 IntArray = npt.NDArray[np.int64]
 
@@ -182,3 +182,70 @@ class Bins:
             flat = found.reshape(-1)
             flat[near] = np.searchsorted(self.keys, pairs, side="right") + column
         return found, nan.sum(axis=1)
+
+
+def join(batches: Sequence[Batch]) -> Batch:
+    """Consecutive batches (of one version) as one: what folding them costs is mostly per
+    call, so the monitor folds a chunk's batches at once. A column some batches lack is
+    missing there; a feature float64 in some and objects in others becomes objects, its
+    numbers as the float64 column reads them (an integral value as the integer)."""
+    if len(batches) == 1:
+        return batches[0]
+    first, last = batches[0], batches[-1]
+    names = list(dict.fromkeys(n for b in batches for n in b.features))
+    features: dict[str, FloatArray | ObjectArray] = {}
+    for name in names:
+        cols = [b.features.get(name) for b in batches]
+        if all(c is None or c.dtype == np.float64 for c in cols):
+            features[name] = np.concatenate(
+                [
+                    np.full(b.rows, np.nan) if c is None else c
+                    for b, c in zip(batches, cols, strict=True)
+                ]
+            )
+        else:
+            features[name] = np.concatenate(
+                [_objects(c, b.rows) for b, c in zip(batches, cols, strict=True)]
+            )
+    keys = list(dict.fromkeys(k for b in batches for k in b.probabilities))
+    labelled = any(b.labels is not None for b in batches)
+    valued = any(b.values is not None for b in batches)
+    return Batch(
+        seq=last.seq,
+        model=first.model,
+        version=first.version,
+        ts=np.concatenate([b.ts for b in batches]),
+        latency_ms=np.concatenate([b.latency_ms for b in batches]),
+        features=features,
+        labels=np.concatenate(
+            [np.full(b.rows, None, dtype=object) if b.labels is None else b.labels for b in batches]
+        )
+        if labelled
+        else None,
+        probabilities={
+            k: np.concatenate([b.probabilities.get(k, np.full(b.rows, np.nan)) for b in batches])
+            for k in keys
+        },
+        values=np.concatenate(
+            [np.full(b.rows, np.nan) if b.values is None else b.values for b in batches]
+        )
+        if valued
+        else None,
+    )
+
+
+_int: Any = np.frompyfunc(int, 1, 1)
+
+
+def _objects(col: FloatArray | ObjectArray | None, rows: int) -> ObjectArray:
+    """A column as objects: None where missing; a float64 column's integral values as ints."""
+    if col is None:
+        return np.full(rows, None, dtype=object)
+    if col.dtype != np.float64:
+        return np.asarray(col, dtype=object)
+    out = col.astype(object)
+    integral = np.isfinite(col) & (col == np.floor(col))
+    if integral.any():
+        out[integral] = _int(col[integral])
+    out[np.isnan(col)] = None
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelloop.monitoring.columns import Bins, Names, floats
+from modelloop.monitoring.columns import MISSING, OTHER, Bins, Names, floats
 from modelloop.monitoring.estimate.aggregate import ScoreCounts, ScoreFolder
 from modelloop.store.log.batch import Batch
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
@@ -143,8 +143,20 @@ class Folder:
         edges = [np.asarray(p.edges, dtype=np.float64) for p in ref.numeric.values()]
         self._bins = Bins([*edges, np.asarray(ref.score.edges, dtype=np.float64)])
         self._categories = {f: Names(p.categories) for f, p in ref.categorical.items()}
-        self._predicted = None if ref.predicted is None else Names(ref.predicted.categories)
-        self._classes = Names(self.classes)
+        # a label's code among the classes, then the predicted categories the classes are not
+        # (one match of the labels for both): its class index and its predicted category
+        predicted = [] if ref.predicted is None else ref.predicted.categories
+        known = set(self.classes)
+        self._labels = Names([*self.classes, *(c for c in predicted if c not in known)])
+        spot = {c: i for i, c in enumerate(predicted)}
+        self._to_predicted = np.asarray(
+            [spot.get(c, OTHER) for c in self._labels.names] + [MISSING, OTHER], dtype=np.int64
+        )  # a code's predicted code: indexed by the code (MISSING, OTHER: the last two)
+        others = len(self._labels.names) - len(self.classes)
+        empty = self.classes.index("") if "" in known else -1
+        self._to_class = np.asarray(
+            [*range(len(self.classes)), *([-1] * others), empty, -1], dtype=np.int64
+        )  # a code's class index (-1: none), for ScoreFolder (which counts "" as a label)
         # every feature of a row in one C call (itemgetter of one name returns no tuple)
         self._getter: Callable[[Any], tuple[Any, ...]] | None = (
             operator.itemgetter(*self.names) if len(self.names) > 1 else None
@@ -225,13 +237,14 @@ class Folder:
             else:
                 categorical[name] = names.bins(names.codes(col[rows]))
         labels = batch.labels[rows] if batch.labels is not None else np.full(n, None, dtype=object)
+        codes = self._labels.codes(labels, "label")
         w = Window(
             numeric=numeric,
             categorical=categorical,
             score=(counts[b[nf][0] : b[nf][1]], missing[nf]),
             predicted=None
-            if self._predicted is None
-            else self._predicted.bins(self._predicted.codes(labels, "label")),
+            if self.ref.predicted is None
+            else _bins(self._to_predicted[codes], len(self.ref.predicted.categories)),
             rows=n,
             start=float(batch.ts[rows].min()),
             end=float(batch.ts[rows].max()),
@@ -242,11 +255,7 @@ class Folder:
                 w.sums[name] = _bin_sums(x[i], prof.edges, centres)
         if self.scores is not None:
             raw = self.scores.matrix({k: p[rows] for k, p in batch.probabilities.items()})
-            pred = (
-                np.maximum(self._classes.codes(labels, "none"), -1)
-                if raw.shape[0]
-                else np.zeros(0, dtype=np.int64)
-            )
+            pred = self._to_class[codes] if raw.shape[0] else np.zeros(0, dtype=np.int64)
             w.scores = self.scores.fold_arrays(raw, pred)
         return w
 
@@ -262,6 +271,12 @@ class Folder:
             return np.nan
         top: FloatArray = np.fmax.reduce(np.stack([p[rows] for p in proba.values()]), axis=0)
         return top
+
+
+def _bins(codes: IntArray, size: int) -> tuple[IntArray, int, int]:
+    """(counts per name, other, missing) of codes (`columns.Names.bins`)."""
+    counts = np.bincount(codes + 2, minlength=size + 2)
+    return counts[2:].astype(np.int64), int(counts[1]), int(counts[0])
 
 
 def _bin_sums(values: FloatArray, edges: list[float], centres: FloatArray) -> FloatArray:

@@ -24,6 +24,7 @@ from modelloop.monitoring.check import (
     calibrate_reference,
     check,
 )
+from modelloop.monitoring.columns import join
 from modelloop.monitoring.estimate import judge
 from modelloop.monitoring.estimate.estimator import Estimator
 from modelloop.monitoring.live import live_metrics
@@ -257,9 +258,10 @@ class Monitor:
         batches = log_.batches_since(ctx.model, ctx.watermark, self.settings.chunk_rows, before)
         if not batches:
             return 0
-        for batch in batches:
-            if batch.version == ctx.version:  # another version's traffic is not judged here
-                self._fold(ctx, batch)
+        # another version's traffic is not judged here; the rest is folded at once
+        mine = [b for b in batches if b.version == ctx.version]
+        if mine:
+            self._fold(ctx, join(mine))
         ctx.watermark = batches[-1].seq
         return sum(b.rows for b in batches)
 
