@@ -4,18 +4,23 @@ on the same rows as dicts (a few seconds, one core).
 
     PYTHONPATH=src .venv/bin/python bench/monitor_fold_bench.py [--batches 400] [--seconds 2]
 
+Also: the same batches joined 20 at a time (a 5,000-row chunk, the default chunk_rows) and
+folded 1,000 rows at a time (the default window_rows), as the monitor's _read_chunk does.
+
 The batches: 250 rows each, 9 numeric features (2 % missing) and a binary classifier's label
 and probabilities, folded with the version's estimation (a ScoreFolder with a calibration map).
 """
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from modelloop.monitoring.columns import join
 from modelloop.monitoring.window import Folder
 from modelloop.store.log.batch import Batch, FloatArray, ObjectArray
 from modelloop.store.metadata import CalibrationMap, Estimation, ModelMetadata, ReferenceProfile
@@ -83,6 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", type=int, default=400)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--chunk", type=int, default=20, help="batches per chunk (5,000 rows)")
+    ap.add_argument("--window", type=int, default=1000, help="rows per fold of a chunk")
     args = ap.parse_args()
     rng = np.random.default_rng(7)
     fo = folder(rng)
@@ -100,7 +107,16 @@ def main() -> None:
         for d in dicts:
             fo.fold(*d)
 
+    chunks = [batches[i : i + args.chunk] for i in range(0, len(batches), args.chunk)]
+
+    def joined() -> None:  # as the monitor's _read_chunk: a chunk's batches joined, folded
+        for chunk in chunks:  # in windows' slices
+            b = join(chunk)
+            for i in range(0, b.rows, args.window):
+                fo.fold_batch(b, i, i + args.window)
+
     fast = rate(columnar, rows, args.seconds)
+    chunked = rate(joined, rows, args.seconds)
     slow = rate(rowwise, rows, args.seconds)
     print(
         json.dumps(
@@ -112,6 +128,10 @@ def main() -> None:
                 "fold_dicts_rows_per_s": round(slow),
                 "speedup": round(fast / slow, 2),
                 "us_per_batch": round(ROWS / fast * 1e6, 1),
+                "batches_per_chunk": args.chunk,
+                "rows_per_fold_of_a_chunk": args.window,
+                "joined_chunk_rows_per_s": round(chunked),
+                "load_average": round(os.getloadavg()[0], 2),
             },
             indent=2,
         )

@@ -102,10 +102,12 @@ class Names:
             codes[nan] = MISSING
         return codes
 
-    def bins(self, codes: IntArray) -> tuple[IntArray, int, int]:
-        """(counts per name, other, missing) of codes, as `categorical_bins` counts."""
-        counts = np.bincount(codes + 2, minlength=len(self.names) + 2)
-        return counts[2:].astype(np.int64), int(counts[1]), int(counts[0])
+
+def bins(codes: IntArray, size: int) -> tuple[IntArray, int, int]:
+    """(counts per name, other, missing) of the codes of `size` names, as `categorical_bins`
+    counts."""
+    counts = np.bincount(codes + 2, minlength=size + 2)
+    return counts[2:].astype(np.int64), int(counts[1]), int(counts[0])
 
 
 def _number(name: str) -> float | None:

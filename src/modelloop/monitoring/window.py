@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelloop.monitoring.columns import MISSING, OTHER, Bins, Names, floats
+from modelloop.monitoring.columns import MISSING, OTHER, Bins, Names, bins, floats
 from modelloop.monitoring.estimate.aggregate import ScoreCounts, ScoreFolder
 from modelloop.store.log.batch import Batch
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
@@ -235,7 +235,7 @@ class Folder:
             if col is None:
                 categorical[name] = (np.zeros(len(names.names), np.int64), 0, n)
             else:
-                categorical[name] = names.bins(names.codes(col[rows]))
+                categorical[name] = bins(names.codes(col[rows]), len(names.names))
         labels = batch.labels[rows] if batch.labels is not None else np.full(n, None, dtype=object)
         codes = self._labels.codes(labels, "label")
         w = Window(
@@ -244,7 +244,7 @@ class Folder:
             score=(counts[b[nf][0] : b[nf][1]], missing[nf]),
             predicted=None
             if self.ref.predicted is None
-            else _bins(self._to_predicted[codes], len(self.ref.predicted.categories)),
+            else bins(self._to_predicted[codes], len(self.ref.predicted.categories)),
             rows=n,
             start=float(batch.ts[rows].min()),
             end=float(batch.ts[rows].max()),
@@ -271,12 +271,6 @@ class Folder:
             return np.nan
         top: FloatArray = np.fmax.reduce(np.stack([p[rows] for p in proba.values()]), axis=0)
         return top
-
-
-def _bins(codes: IntArray, size: int) -> tuple[IntArray, int, int]:
-    """(counts per name, other, missing) of codes (`columns.Names.bins`)."""
-    counts = np.bincount(codes + 2, minlength=size + 2)
-    return counts[2:].astype(np.int64), int(counts[1]), int(counts[0])
 
 
 def _bin_sums(values: FloatArray, edges: list[float], centres: FloatArray) -> FloatArray:

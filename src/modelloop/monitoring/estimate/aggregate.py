@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modelloop.monitoring.columns import Bins
 from modelloop.store.metadata import CalibrationMap, Estimation
 
 FloatArray = npt.NDArray[np.float64]
@@ -102,6 +103,7 @@ class ScoreFolder:
             ]
         )
         self._cells = np.arange(self.k, dtype=np.int64)
+        self._bins = Bins(self.edges)
 
     def empty(self) -> ScoreCounts:
         return ScoreCounts(
@@ -188,8 +190,10 @@ class ScoreFolder:
         out.confusion = np.asarray(sums, dtype=np.float64).reshape(k, k)
         p_pred = cal[np.arange(cal.shape[0]), pred]
         out.variance = float(np.sum(p_pred * (1.0 - p_pred)))
+        # each scored class's bin (searchsorted of its edges), all classes at once
+        found, _ = self._bins.find(np.ascontiguousarray(raw[:, self.scored].T))
         for i, (c, edges) in enumerate(zip(self.scored, self.edges, strict=True)):
-            idx = np.searchsorted(edges, raw[:, c], side="right")
+            idx = found[i] - self._bins.offsets[i]
             size = edges.size + 1
             out.hist_rows[i] = np.bincount(idx, minlength=size).astype(np.float64)
             out.hist_positive[i] = np.asarray(
