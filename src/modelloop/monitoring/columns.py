@@ -132,14 +132,17 @@ class Bins:
     value of a column whose range the grid cannot cut) are searched for exactly, all in one
     search of (column, value) pairs."""
 
-    CELLS = 4096
+    # cells per column: ~64 per edge of the column with the most (the values searched for are
+    # those within a cell of an edge, ~3 / 64 of them), within bounds on the table's size
+    CELLS = (1024, 16384)
 
     def __init__(self, edges: Sequence[FloatArray]) -> None:
         sizes = [e.size + 1 for e in edges]
         self.offsets = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
         self.total = int(sum(sizes))
         self.bounds = [(int(o), int(o) + s) for o, s in zip(self.offsets, sizes, strict=True)]
-        c = self.CELLS
+        most = max((e.size for e in edges), default=0)
+        c = self.cells = int(np.clip(64 * most, *self.CELLS))
         self.lo = np.zeros((len(edges), 1))
         self.scale = np.zeros((len(edges), 1))
         table = np.full((len(edges), c), -1, dtype=np.int64)
@@ -172,7 +175,7 @@ class Bins:
         nan = np.isnan(x)
         with np.errstate(invalid="ignore", over="ignore"):  # inf times a column's scale of 0
             v = (x - self.lo) * self.scale
-        np.clip(v, 0, self.CELLS - 1, out=v)
+        np.clip(v, 0, self.cells - 1, out=v)
         v[np.isnan(v)] = 0  # missing, or a column without a table: found below
         found = self.table[v.astype(np.int64) + self.base]
         found[nan] = self.total
