@@ -29,6 +29,10 @@ test_restart_resumes_without_double_counting = tm.test_restart_resumes_without_d
 test_a_pass_cut_short_after_closing_windows_stores_nothing = (
     tm.test_a_pass_cut_short_after_closing_windows_stores_nothing
 )
+test_shift_is_flagged_within_two_windows = tm.test_shift_is_flagged_within_two_windows
+test_steady_traffic_raises_no_flag_and_no_retrain = (
+    tm.test_steady_traffic_raises_no_flag_and_no_retrain
+)
 
 RECORD_ROWS = 250  # rows per record, as the log writer flushes them
 
