@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
 
 from modelloop.monitoring.metrics import MonitorMetrics
 from modelloop.monitoring.settings import MonitorSettings
@@ -18,6 +19,7 @@ from modelloop.store.jobs import JobQueue
 from modelloop.store.log import LogRow, PredictionLog
 from modelloop.store.registry import FolderRegistry, Registry
 from modelloop.store.reports import DriftReports, MonitorStates
+from modelloop.store.schema import prediction_batches
 from modelloop.training import synthetic
 from modelloop.training.export import OnnxModel
 
@@ -243,3 +245,32 @@ def test_one_noise_calibration_per_model(db: Database, registry: Registry) -> No
     mon._calibration("other", 1, ref)
     mon._calibration(MODEL, 2, ref)
     assert set(mon._calibrations) == {("other", 1), (MODEL, 2)}
+
+
+def test_other_versions_batches_are_skipped_and_windows_split_batches(
+    db: Database, registry: Registry
+) -> None:
+    traffic = Traffic(registry, db)
+    traffic.send(synthetic.generate(1100, 1))  # five records: the last one ends in window 2
+    rows: list[LogRow] = [
+        {
+            "id": f"v2-{i}",
+            "ts": 1.0,
+            "model": MODEL,
+            "version": 2,
+            "features": {"nothing": None},
+            "output": {"label": "yes"},
+            "latency_ms": 1.0,
+        }
+        for i in range(300)
+    ]
+    PredictionLog(db).write(rows)
+    traffic.send(synthetic.generate(1400, 2))
+    m = monitor(db, registry, chunk_rows=600)  # chunks of whole records, 750 rows each
+    m.run_once()
+    ctx = m.contexts[MODEL]
+    assert [r["rows"] for r in reports(db)] == [1000, 1000]  # version 2's 300 rows not judged
+    assert ctx.window.rows == 500
+    with db.engine.connect() as conn:
+        last = conn.execute(select(func.max(prediction_batches.c.seq))).scalar_one()
+    assert ctx.watermark == last

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modelloop.monitoring.columns import MISSING, OTHER, Bins, Names, bins, floats
 from modelloop.monitoring.estimate.aggregate import ScoreCounts, ScoreFolder
+from modelloop.store.log.batch import Batch
 from modelloop.store.metadata import ModelMetadata, ReferenceProfile
 from modelloop.store.profile import categorical_bins, numeric_bins
 
@@ -136,6 +138,25 @@ class Folder:
             if meta.task == "regression" and errors is not None
             else {}
         )
+        # fold_batch: the numeric features' and the score's bins, one offset after the other in
+        # one count; the categories, the predicted labels' and the classes' codes
+        edges = [np.asarray(p.edges, dtype=np.float64) for p in ref.numeric.values()]
+        self._bins = Bins([*edges, np.asarray(ref.score.edges, dtype=np.float64)])
+        self._categories = {f: Names(p.categories) for f, p in ref.categorical.items()}
+        # a label's code among the classes, then the predicted categories the classes are not
+        # (one match of the labels for both): its class index and its predicted category
+        predicted = [] if ref.predicted is None else ref.predicted.categories
+        known = set(self.classes)
+        self._labels = Names([*self.classes, *(c for c in predicted if c not in known)])
+        spot = {c: i for i, c in enumerate(predicted)}
+        self._to_predicted = np.asarray(
+            [spot.get(c, OTHER) for c in self._labels.names] + [MISSING, OTHER], dtype=np.int64
+        )  # a code's predicted code: indexed by the code (MISSING, OTHER: the last two)
+        others = len(self._labels.names) - len(self.classes)
+        empty = self.classes.index("") if "" in known else -1
+        self._to_class = np.asarray(
+            [*range(len(self.classes)), *([-1] * others), empty, -1], dtype=np.int64
+        )  # a code's class index (-1: none), for ScoreFolder (which counts "" as a label)
         # every feature of a row in one C call (itemgetter of one name returns no tuple)
         self._getter: Callable[[Any], tuple[Any, ...]] | None = (
             operator.itemgetter(*self.names) if len(self.names) > 1 else None
@@ -187,6 +208,69 @@ class Folder:
         w.rows = len(features)
         w.start, w.end = min(times), max(times)
         return w
+
+    def fold_batch(self, batch: Batch, start: int = 0, stop: int | None = None) -> Window:
+        """Fold rows [start, stop) of `batch`: the window `fold` makes of the same rows."""
+        stop = batch.rows if stop is None else min(stop, batch.rows)
+        n = stop - start
+        if n <= 0:
+            return Window.empty(self.ref)
+        rows = slice(start, stop)
+        nf = len(self.ref.numeric)
+        x = np.empty((nf + 1, n), dtype=np.float64)
+        for i, name in enumerate(self.ref.numeric):
+            col = batch.features.get(name)
+            x[i] = np.nan if col is None else floats(col[rows])
+        x[nf] = self._scores(batch, rows, n)
+        idx, missing_counts = self._bins.find(x)
+        counts = np.bincount(idx.ravel(), minlength=self._bins.total + 1).astype(np.int64)
+        missing = missing_counts.tolist()
+        b = self._bins.bounds
+        numeric = {
+            f: (counts[b[i][0] : b[i][1]], missing[i]) for i, f in enumerate(self.ref.numeric)
+        }
+        categorical: dict[str, tuple[IntArray, int, int]] = {}
+        for name, names in self._categories.items():
+            col = batch.features.get(name)
+            if col is None:
+                categorical[name] = (np.zeros(len(names.names), np.int64), 0, n)
+            else:
+                categorical[name] = bins(names.codes(col[rows]), len(names.names))
+        labels = batch.labels[rows] if batch.labels is not None else np.full(n, None, dtype=object)
+        codes = self._labels.codes(labels, "label")
+        w = Window(
+            numeric=numeric,
+            categorical=categorical,
+            score=(counts[b[nf][0] : b[nf][1]], missing[nf]),
+            predicted=None
+            if self.ref.predicted is None
+            else bins(self._to_predicted[codes], len(self.ref.predicted.categories)),
+            rows=n,
+            start=float(batch.ts[rows].min()),
+            end=float(batch.ts[rows].max()),
+        )
+        for i, (name, prof) in enumerate(self.ref.numeric.items()):
+            centres = self.centres.get(name)
+            if centres is not None:
+                w.sums[name] = _bin_sums(x[i], prof.edges, centres)
+        if self.scores is not None:
+            raw = self.scores.matrix({k: p[rows] for k, p in batch.probabilities.items()})
+            pred = self._to_class[codes] if raw.shape[0] else np.zeros(0, dtype=np.int64)
+            w.scores = self.scores.fold_arrays(raw, pred)
+        return w
+
+    def _scores(self, batch: Batch, rows: slice, n: int) -> FloatArray | float:
+        """Each row's score (as `score_of`): NaN where it has none."""
+        if self.meta.task == "regression":
+            return np.nan if batch.values is None else batch.values[rows]
+        proba = batch.probabilities
+        if self.binary:
+            p = proba.get(self.classes[1])
+            return np.nan if p is None else p[rows]
+        if not proba:
+            return np.nan
+        top: FloatArray = np.fmax.reduce(np.stack([p[rows] for p in proba.values()]), axis=0)
+        return top
 
 
 def _bin_sums(values: FloatArray, edges: list[float], centres: FloatArray) -> FloatArray:

@@ -4,11 +4,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
 from modelloop.store.database import Database
-from modelloop.store.log import encoding, reader
 from modelloop.store.schema import drift_reports, monitor_state, report_pages
 
 # a closed window's report: (version, window_start, window_end, rows, state, verdict, report)
@@ -160,22 +158,3 @@ class ReportPages:
             return conn.execute(
                 select(report_pages.c.html).where(report_pages.c.model == model)
             ).scalar()
-
-
-def scan_log(
-    db: Database, model: str, after_seq: int, limit: int, before_ts: float
-) -> list[tuple[int, float, int, str, str]]:
-    """The monitor's read of schema 2, kept until the monitor reads `PredictionLog.
-    batches_since`: rows of whole records after `after_seq`, each as (its record's seq, ts,
-    version, features JSON text, output JSON text)."""
-    out: list[tuple[int, float, int, str, str]] = []
-    dumps = orjson.dumps
-    for seq, version, data in reader.records_since(db.engine, model, after_seq, limit, before_ts):
-        batch = encoding.decode(data)
-        feats, outs = encoding.rows_of(batch)
-        times = encoding.column_values(batch, "ts")
-        out += [
-            (seq, ts, version, dumps(f).decode(), dumps(o).decode())
-            for ts, f, o in zip(times, feats, outs, strict=True)
-        ]
-    return out

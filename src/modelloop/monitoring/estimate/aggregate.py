@@ -11,16 +11,18 @@ Windows merge by adding them, like the drift counts.
 """
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from modelloop.monitoring.columns import Bins
 from modelloop.store.metadata import CalibrationMap, Estimation
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass
@@ -90,6 +92,18 @@ class ScoreFolder:
         if len(self.edges) != len(self.scored):
             raise ValueError("the version's score bins do not match its classes")
         self._get = operator.itemgetter(*self.classes)
+        # the calibration map's points as arrays, once (np.interp converts lists every call)
+        cal = self.calibration
+        self._maps = (
+            []
+            if cal is None
+            else [
+                (c, np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+                for c, x, y in zip(cal.classes, cal.x, cal.y, strict=True)
+            ]
+        )
+        self._cells = np.arange(self.k, dtype=np.int64)
+        self._bins = Bins(self.edges)
 
     def empty(self) -> ScoreCounts:
         return ScoreCounts(
@@ -121,27 +135,65 @@ class ScoreFolder:
 
     def fold(self, outputs: Sequence[dict[str, Any]]) -> ScoreCounts:
         raw, labels = self._matrix(outputs)
-        ok = np.all(np.isfinite(raw), axis=1)
-        if not ok.all():
-            raw = raw[ok]
-            labels = [lb for lb, keep in zip(labels, ok, strict=True) if keep]
-        out = self.empty()
-        if raw.shape[0] == 0:
-            return out
-        cal = calibrate(self.calibration, raw)
         index = self.index
         pred = np.fromiter(
             (index.get(str(lb), -1) for lb in labels), dtype=np.int64, count=len(labels)
         )
+        return self.fold_arrays(raw, pred)
+
+    def matrix(self, probabilities: Mapping[str, FloatArray]) -> FloatArray:
+        """The (rows, K) logged probabilities of a batch's columns, in class order; no rows
+        when a class has none (a row lacking a class's probability is NaN there)."""
+        try:
+            return np.stack([probabilities[c] for c in self.classes], axis=1).reshape(-1, self.k)
+        except KeyError:
+            return np.zeros((0, self.k))
+
+    def _calibrate(self, proba: FloatArray) -> FloatArray:
+        """`calibrate(self.calibration, proba)`, with the map's points prepared."""
+        if not self._maps:
+            return proba
+        out = proba.copy()
+        for c, x, y in self._maps:
+            out[:, c] = np.interp(proba[:, c], x, y)
+        if out.shape[1] == 2:
+            out[:, 0] = 1.0 - out[:, 1]
+        else:
+            out /= np.clip(out.sum(axis=1, keepdims=True), 1e-12, None)
+        return out
+
+    def fold_arrays(self, raw: FloatArray, pred: IntArray) -> ScoreCounts:
+        """Fold rows of logged probabilities `raw` (rows, K), in class order, and the class
+        index of each row's predicted label (-1 when it is no class: the most probable
+        class). Rows with a missing or infinite probability are left out."""
+        if self.k <= 8:  # a column at a time: np.all along a short axis is slow
+            finite = np.isfinite(raw)
+            ok = finite[:, 0].copy()
+            for j in range(1, self.k):
+                ok &= finite[:, j]
+        else:
+            ok = np.all(np.isfinite(raw), axis=1)
+        if not ok.all():
+            raw = raw[ok]
+            pred = pred[ok]
+        out = self.empty()
+        if raw.shape[0] == 0:
+            return out
+        cal = self._calibrate(raw)
         unknown = pred < 0
         if unknown.any():
+            pred = pred.copy()
             pred[unknown] = raw[unknown].argmax(axis=1)
-        for j in range(self.k):
-            out.confusion[j] = cal[pred == j].sum(axis=0)
+        k = self.k
+        cells = (pred[:, None] * k + self._cells).ravel()
+        sums = np.bincount(cells, weights=cal.ravel(), minlength=k * k)
+        out.confusion = np.asarray(sums, dtype=np.float64).reshape(k, k)
         p_pred = cal[np.arange(cal.shape[0]), pred]
         out.variance = float(np.sum(p_pred * (1.0 - p_pred)))
+        # each scored class's bin (searchsorted of its edges), all classes at once
+        found, _ = self._bins.find(np.ascontiguousarray(raw[:, self.scored].T))
         for i, (c, edges) in enumerate(zip(self.scored, self.edges, strict=True)):
-            idx = np.searchsorted(edges, raw[:, c], side="right")
+            idx = found[i] - self._bins.offsets[i]
             size = edges.size + 1
             out.hist_rows[i] = np.bincount(idx, minlength=size).astype(np.float64)
             out.hist_positive[i] = np.asarray(
