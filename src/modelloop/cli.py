@@ -110,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     _monitor_parser(sub)
     _trainer_parser(sub)
     _up_parser(sub)
+    from modelloop.log_cli import add_parser as log_parser
     from modelloop.simulate import add_parser as simulate_parser
 
+    log_parser(sub)
     simulate_parser(sub)
     return parser
 
@@ -161,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return problem
         run_trainer(trainer_settings)
         return 0
+    if args.command == "log":
+        from modelloop.log_cli import log_command
+
+        return log_command(args)
     if args.command == "simulate":
         from modelloop.simulate import simulate_command
 

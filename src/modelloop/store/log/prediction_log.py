@@ -10,6 +10,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from modelloop.store.errors import RowsRejected
 from modelloop.store.log import feedback, lookup, reader
 from modelloop.store.log.batch import Batch
+from modelloop.store.log.export import export_tables
 from modelloop.store.log.rows import LabelCheck, LogRow
 from modelloop.store.log.writer import Writer
 from modelloop.store.schema import prediction_batches
@@ -39,15 +40,17 @@ class PredictionLog:
             ),
         )
 
-    def write(self, rows: Sequence[LogRow]) -> int:
+    def write(self, rows: Sequence[LogRow], *, fresh: bool = False) -> int:
         """Commit a batch in one transaction; rows already logged are skipped (replays are
-        safe). Returns the rows inserted. Raises RowsRejected when a value in the batch cannot
-        be stored; any other error says nothing about the rows."""
+        safe). `fresh`: the rows were never sent to the database before (a batch's first
+        attempt), so none can be logged yet and the look for them is skipped. Returns the rows
+        inserted. Raises RowsRejected when a value in the batch cannot be stored; any other
+        error says nothing about the rows."""
         if not rows:
             return 0
         try:
             with self.db.engine.begin() as conn:
-                return self._writer.write(conn, rows)
+                return self._writer.write(conn, rows, fresh)
         except self._rejections as e:
             raise RowsRejected(_first_line(e)) from e
         except (
@@ -107,3 +110,7 @@ class PredictionLog:
 
     def rows_between(self, model: str, since: float, until: float) -> Iterator[pa.Table]:
         return reader.rows_between(self.db.engine, model, since, until)
+
+    def export(self, model: str, since: float, until: float) -> Iterator[pa.Table]:
+        """Flat tables for `modelloop log export` (store/log/export.py)."""
+        return export_tables(self.db.engine, model, since, until)

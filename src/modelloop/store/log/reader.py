@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+from numpy.typing import NDArray
 from sqlalchemy import Engine, select
 
 from modelloop.store.log import encoding, ids
@@ -174,9 +175,27 @@ def latest_features(engine: Engine, model: str, limit: int) -> list[tuple[float,
     return out[:limit]
 
 
-def rows_between(engine: Engine, model: str, since: float, until: float) -> Iterator[pa.Table]:
-    """Whole predictions of `model` logged in [since, until), one table per record: id, ts,
-    version, features and output (JSON text), latency_ms, label (JSON text, null if none)."""
+def record_ids(batch: pa.RecordBatch, token: str) -> list[str]:
+    """Each row's id as its caller got it."""
+    if "id" in batch.schema.names:
+        return list(encoding.column_values(batch, "id"))
+    numbers = batch.column(0).to_pylist()
+    firsts = encoding.column_values(batch, "first")
+    tags = encoding.column_values(batch, "tag")
+    return [
+        ids.request_id(token, first, ids.tag_text(tag)) + f":{n - first}"
+        for n, first, tag in zip(numbers, firsts, tags, strict=True)
+    ]
+
+
+def records_between(
+    engine: Engine, model: str, since: float, until: float
+) -> Iterator[
+    tuple[pa.RecordBatch, NDArray[np.int64], list[str], int, list[tuple[Any, float] | None]]
+]:
+    """Each record of `model` with rows logged in [since, until): its batch, the places of
+    those rows, their ids, the record's version and each of those rows' (label, label time) or
+    None."""
     c, f = prediction_batches.c, feedback.c
     q = (
         select(c.version, c.token, c.first_row, c.last_row, c.data)
@@ -186,39 +205,44 @@ def rows_between(engine: Engine, model: str, since: float, until: float) -> Iter
     with engine.connect() as conn:
         for version, token, lo, hi, data in conn.execute(q).all():
             rb = encoding.decode(data)
-            numbers = rb.column(0).to_pylist()
-            if "id" in rb.schema.names:
-                pids = encoding.column_values(rb, "id")
-            else:
-                firsts = encoding.column_values(rb, "first")
-                tags = encoding.column_values(rb, "tag")
-                pids = [
-                    ids.request_id(token, first, ids.tag_text(tag)) + f":{n - first}"
-                    for n, first, tag in zip(numbers, firsts, tags, strict=True)
-                ]
-            labels = dict(
-                conn.execute(
-                    select(f.row_n, f.label).where(
+            ts = rb.column(rb.schema.get_field_index("ts")).to_numpy()
+            keep = np.flatnonzero((ts >= since) & (ts < until))
+            if not len(keep):
+                continue
+            labels = {
+                n: (label, when)
+                for n, label, when in conn.execute(
+                    select(f.row_n, f.label, f.ts).where(
                         f.model == model, f.token == token, f.row_n.between(lo, hi)
                     )
                 ).all()
-            )
-            ts = rb.column(rb.schema.get_field_index("ts")).to_numpy()
-            keep = np.flatnonzero((ts >= since) & (ts < until))
-            feats, outs = encoding.rows_of(rb, keep)
-            dumps = orjson.dumps
+            }
+            numbers = rb.column(0).to_pylist()
+            pids = record_ids(rb, token)
             picked = keep.tolist()
-            yield pa.table(
-                {
-                    "id": [pids[i] for i in picked],
-                    "ts": ts[keep],
-                    "version": [version] * len(picked),
-                    "features": [dumps(v).decode() for v in feats],
-                    "output": [dumps(v).decode() for v in outs],
-                    "latency_ms": encoding.column_values(rb, "latency_ms", keep),
-                    "label": [
-                        None if numbers[i] not in labels else dumps(labels[numbers[i]]).decode()
-                        for i in picked
-                    ],
-                }
+            yield (
+                rb,
+                keep,
+                [pids[i] for i in picked],
+                version,
+                [labels.get(numbers[i]) for i in picked],
             )
+
+
+def rows_between(engine: Engine, model: str, since: float, until: float) -> Iterator[pa.Table]:
+    """Whole predictions of `model` logged in [since, until), one table per record: id, ts,
+    version, features and output (JSON text), latency_ms, label (JSON text, null if none)."""
+    dumps = orjson.dumps
+    for rb, keep, pids, version, labels in records_between(engine, model, since, until):
+        feats, outs = encoding.rows_of(rb, keep)
+        yield pa.table(
+            {
+                "id": pids,
+                "ts": rb.column(rb.schema.get_field_index("ts")).to_numpy()[keep],
+                "version": [version] * len(pids),
+                "features": [dumps(v).decode() for v in feats],
+                "output": [dumps(v).decode() for v in outs],
+                "latency_ms": encoding.column_values(rb, "latency_ms", keep),
+                "label": [None if x is None else dumps(x[0]).decode() for x in labels],
+            }
+        )
