@@ -72,6 +72,7 @@ class LogWriter:
         self._bug = Target(metrics.log_writer_errors.labels("internal"), base=0.05)
         self._chunks: collections.deque[tuple[list[LogRow], int]] = collections.deque()
         self._pending: list[LogRow] = []  # taken from the queue, not yet kept anywhere
+        self._sent = False  # _pending was sent to the database before (its commit may hold)
         self._pending_bytes = 0
         self._held: list[LogRow] = []  # refused by the database, not yet quarantined
         self._held_error = ""  # the database's reason for the first of them
@@ -286,6 +287,7 @@ class LogWriter:
         while self._pending or self._chunks:
             if not self._pending:
                 self._pending, self._pending_bytes = self._take()
+                self._sent = False
             if not self._keep(self._pending):
                 return
             self._written += len(self._pending)
@@ -298,7 +300,8 @@ class LogWriter:
         now = time.monotonic()
         if self._db.due(now) and (not self._db.failing or self._probe_db()):
             try:
-                salvaged = write_salvaging(self.sink, batch)
+                fresh, self._sent = not self._sent, True
+                salvaged = write_salvaging(self.sink, batch, fresh)
             except Exception as e:
                 self.metrics.log_write_errors.inc()
                 away = e if isinstance(e, DatabaseAway) else DatabaseAway(describe(e), False)

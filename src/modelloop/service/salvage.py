@@ -52,20 +52,23 @@ class Salvaged:
     error: str = ""  # the first error about a bad row
 
 
-def write_salvaging(sink: PredictionLog, rows: Sequence[LogRow]) -> Salvaged:
-    """Write rows; when some are bad, write all the others. Raises DatabaseAway."""
+def write_salvaging(sink: PredictionLog, rows: Sequence[LogRow], fresh: bool = False) -> Salvaged:
+    """Write rows; when some are bad, write all the others. Raises DatabaseAway. `fresh`:
+    never sent before (PredictionLog.write); after a refusal (rolled back) still so, after
+    any other error perhaps not (a commit whose answer was lost)."""
     try:
-        return Salvaged(sink.write(rows))
+        return Salvaged(sink.write(rows, fresh=fresh))
     except RowsRejected as e:
         first: Exception = e
     except Exception as e:
         if not sink.writable():
             raise DatabaseAway(describe(e), answers=False) from e
         first = e
-    return _bisect(sink, rows, first)
+        fresh = False
+    return _bisect(sink, rows, first, fresh)
 
 
-def _bisect(sink: PredictionLog, rows: Sequence[LogRow], first: Exception) -> Salvaged:
+def _bisect(sink: PredictionLog, rows: Sequence[LogRow], first: Exception, fresh: bool) -> Salvaged:
     result = Salvaged(0)
     suspects: list[LogRow] = []
     suspect_error = ""
@@ -77,7 +80,7 @@ def _bisect(sink: PredictionLog, rows: Sequence[LogRow], first: Exception) -> Sa
         part, error = parts.pop()
         if error is None:
             try:
-                result.inserted += sink.write(part)
+                result.inserted += sink.write(part, fresh=fresh)
                 written = True
                 continue
             except RowsRejected as e:
@@ -85,7 +88,7 @@ def _bisect(sink: PredictionLog, rows: Sequence[LogRow], first: Exception) -> Sa
             except Exception as e:
                 if not sink.writable():
                     raise DatabaseAway(describe(e), answers=False) from e
-                error = e
+                error, fresh = e, False
         if len(part) > 1:
             mid = len(part) // 2
             parts += [(part[mid:], None), (part[:mid], None)]

@@ -14,6 +14,7 @@ value (the ONNX outputs are), else float64: either way the float64 read back equ
 written.
 """
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,36 +61,47 @@ def _floats(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
     return pa.field(name, pa.float64()), pa.array(wide)
 
 
+def _same_keys(dicts: list[Any], keys: Any) -> bool:
+    """Every one of `dicts` is a dict with exactly `keys` (in C: this runs per row)."""
+    return set(map(type, dicts)) == {dict} and all(map(keys.__eq__, map(dict.keys, dicts)))
+
+
+def _transposed(dicts: list[Any], keys: Any) -> list[list[Any]]:
+    """Each key's values over `dicts` (which all have those keys), transposed in C."""
+    names = list(keys)
+    if len(names) == 1:
+        return [list(map(operator.itemgetter(names[0]), dicts))]
+    return [list(col) for col in zip(*map(operator.itemgetter(*names), dicts), strict=True)]
+
+
 def _features(rows: Sequence[Any]) -> list[tuple[pa.Field, pa.Array]]:
-    feats = [r["features"] for r in rows]
+    feats = list(map(operator.itemgetter("features"), rows))
     names = feats[0].keys()
-    if any(f.keys() != names for f in feats):
+    if not names or not _same_keys(feats, names):
         return [_json_field("features", feats)]
-    return [_column(FEATURE + k, [f[k] for f in feats]) for k in names]
+    return [
+        _column(FEATURE + k, values)
+        for k, values in zip(names, _transposed(feats, names), strict=True)
+    ]
 
 
 def _outputs(rows: Sequence[Any]) -> list[tuple[pa.Field, pa.Array]]:
-    outs = [r["output"] for r in rows]
+    outs = list(map(operator.itemgetter("output"), rows))
     first = outs[0]
     keys = first.keys()
-    if keys == {"value"} and all(o.keys() == keys for o in outs):
-        values = [o["value"] for o in outs]
-        if all(type(v) is float for v in values):
+    if keys == {"value"} and _same_keys(outs, keys):
+        values = list(map(operator.itemgetter("value"), outs))
+        if set(map(type, values)) == {float}:
             return [_floats("value", values)]
-    elif keys == {"label", "probabilities"} and all(o.keys() == keys for o in outs):
-        labels = [o["label"] for o in outs]
-        probs = [o["probabilities"] for o in outs]
+    elif keys == {"label", "probabilities"} and _same_keys(outs, keys):
+        labels = list(map(operator.itemgetter("label"), outs))
+        probs = list(map(operator.itemgetter("probabilities"), outs))
         classes = probs[0].keys() if type(probs[0]) is dict else None
         kinds = set(map(type, labels))
-        if (
-            classes is not None
-            and (kinds == {str} or kinds == {int})
-            and all(type(p) is dict and p.keys() == classes for p in probs)
-        ):
+        if classes and (kinds == {str} or kinds == {int}) and _same_keys(probs, classes):
             columns = [_column("label", labels)]
-            for k in classes:
-                values = [p[k] for p in probs]
-                if not all(type(v) is float for v in values):
+            for k, values in zip(classes, _transposed(probs, classes), strict=True):
+                if set(map(type, values)) != {float}:
                     return [_json_field("output", outs)]
                 columns.append(_floats(PROBABILITY + k, values))
             if not pa.types.is_binary(columns[0][0].type):
