@@ -9,15 +9,23 @@ from service_helpers import MODEL, copy_home, row
 
 HEAVY = ("sklearn", "scipy", "skl2onnx", "pandas")
 
+# The serving image installs neither pandas nor the training stack: the probe runs as there,
+# with pandas not importable (pyarrow, the log's encoder, imports pandas on its first array
+# wherever pandas is installed, and works without it). What it then loads is what the image
+# needs; a prediction that fails without pandas fails the test.
 PROGRAM = """
 import json, sys, warnings
 from pathlib import Path
+
+sys.modules["pandas"] = None  # not installed, as in the serving image
 
 from modelloop.service.app import create_app
 from modelloop.service.settings import ServiceSettings
 
 app = create_app(ServiceSettings(home=Path(sys.argv[1])))
-after_create = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
+after_create = sorted(
+    m for m in sys.modules if m.split(".")[0] in {heavy} and sys.modules[m] is not None
+)
 
 # Run the app too: start-up loads and smoke-tests the model, then one prediction.
 with warnings.catch_warnings():
@@ -26,7 +34,9 @@ with warnings.catch_warnings():
 with TestClient(app) as client:
     r = client.post("/v1/models/{model}/predict", json={{"instances": [json.loads(sys.argv[2])]}})
     status = r.status_code
-after_predict = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
+after_predict = sorted(
+    m for m in sys.modules if m.split(".")[0] in {heavy} and sys.modules[m] is not None
+)
 print(json.dumps({{"create": after_create, "predict": after_predict, "status": status}}))
 """
 
