@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -83,9 +82,25 @@ def run(
     stop.set()
     for t in threads:
         t.join()
-    stored = {r[0] for r in sqlite3.connect(db).execute("SELECT id FROM predictions")}
+    stored = logged_ids(db)
     lost = len(set(acked) - stored)
     return {"acknowledged": len(acked), "lost": lost, "rate": len(acked) / seconds}
+
+
+def logged_ids(db: Path) -> set[str]:
+    """Every id in the log, as its caller got it."""
+    import math
+
+    from modelloop.store.database import open_database
+    from modelloop.store.log import PredictionLog
+
+    database = open_database(f"sqlite:///{db}")
+    try:
+        log = PredictionLog(database)
+        tables = log.rows_between("default", -math.inf, math.inf)
+        return {pid for t in tables for pid in t.column("id").to_pylist()}
+    finally:
+        database.dispose()
 
 
 def main() -> int:

@@ -123,18 +123,29 @@ class Feedback(threading.Thread):
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self.stop.wait(1.0):
                 try:
-                    got = conn.execute(
-                        "SELECT seq, id FROM predictions WHERE seq > ? AND ts < ? "
-                        "ORDER BY seq LIMIT 20000",
+                    records = conn.execute(
+                        "SELECT seq, data FROM prediction_batches WHERE seq > ? AND ts_max < ? "
+                        "ORDER BY seq LIMIT 100",
                         (seq, time.time() - self.delay),
                     ).fetchall()
+                    from modelloop.store.log import encoding
+
+                    got = [
+                        (rseq, pid)
+                        for rseq, data in records
+                        for pid in encoding.column_values(encoding.decode(data), "id")
+                    ]
                 except sqlite3.Error as e:
                     self.errors.append(f"read: {e}")
                     continue
                 if not got:
                     continue
                 seq = got[-1][0]
-                items = [{"id": pid, "label": self.label(pid)} for s, pid in got if s % 5 == 0]
+                items = [
+                    {"id": pid, "label": self.label(pid)}
+                    for n, (_, pid) in enumerate(got)
+                    if n % 5 == 0
+                ]
                 for i in range(0, len(items), 1000):
                     chunk = items[i : i + 1000]
                     try:
@@ -167,7 +178,9 @@ class Sampler(threading.Thread):
         size = sum(p.stat().st_size for p in self.home.glob("modelloop.db*") if p.exists())
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
-                rows = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
+                rows = conn.execute(
+                    "SELECT coalesce(sum(rows), 0) FROM prediction_batches"
+                ).fetchone()[0]
                 labels = conn.execute("SELECT count(*) FROM feedback").fetchone()[0]
         except sqlite3.Error:
             rows = labels = -1

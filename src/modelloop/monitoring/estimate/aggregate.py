@@ -11,7 +11,7 @@ Windows merge by adding them, like the drift counts.
 """
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +69,13 @@ def calibrate(cal: CalibrationMap | None, proba: FloatArray) -> FloatArray:
     """The calibrated probabilities of rows of logged probabilities (numpy only)."""
     if cal is None:
         return proba
+    return _mapped(proba, zip(cal.classes, cal.x, cal.y, strict=True))
+
+
+def _mapped(proba: FloatArray, maps: Iterable[tuple[int, Any, Any]]) -> FloatArray:
+    """`proba` with each (class, x, y) map applied, the rows made to sum to 1 again."""
     out = proba.copy()
-    for c, x, y in zip(cal.classes, cal.x, cal.y, strict=True):
+    for c, x, y in maps:
         out[:, c] = np.interp(proba[:, c], x, y)
     if out.shape[1] == 2:
         out[:, 0] = 1.0 - out[:, 1]
@@ -153,14 +158,7 @@ class ScoreFolder:
         """`calibrate(self.calibration, proba)`, with the map's points prepared."""
         if not self._maps:
             return proba
-        out = proba.copy()
-        for c, x, y in self._maps:
-            out[:, c] = np.interp(proba[:, c], x, y)
-        if out.shape[1] == 2:
-            out[:, 0] = 1.0 - out[:, 1]
-        else:
-            out /= np.clip(out.sum(axis=1, keepdims=True), 1e-12, None)
-        return out
+        return _mapped(proba, self._maps)
 
     def fold_arrays(self, raw: FloatArray, pred: IntArray) -> ScoreCounts:
         """Fold rows of logged probabilities `raw` (rows, K), in class order, and the class
