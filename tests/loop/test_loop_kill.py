@@ -271,8 +271,8 @@ def test_a_trainer_killed_mid_training_leaves_no_version_and_its_job_is_claimed_
 
 FIRST_ROWS = 3_500  # three windows closed and 500 rows waiting before the kill
 # then these, read in chunks of CHUNK_ROWS: about a second's work on either database (the
-# monitor folds records with numpy since schema 3: SQLite needs four times the rows it did)
-MORE_ROWS = {"sqlite": 240_000, "postgresql": 30_000}
+# monitor folds records with numpy since schema 3: four times the rows it needed before)
+MORE_ROWS = {"sqlite": 240_000, "postgresql": 120_000}
 CHUNK_ROWS = 200
 WINDOW_ROWS = 1_000
 
