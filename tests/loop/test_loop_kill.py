@@ -31,6 +31,7 @@ from conftest import fresh_home
 from modelloop.store.database import Database
 from modelloop.store.jobs import Job, JobQueue
 from modelloop.store.log import LogRow, PredictionLog
+from modelloop.store.log.writer import Writer
 from modelloop.store.registry import FolderRegistry, Registry, sha256_bytes
 from modelloop.store.reports import DriftReports, MonitorStates
 from modelloop.store.schema import drift_reports, monitor_state
@@ -270,9 +271,10 @@ def test_a_trainer_killed_mid_training_leaves_no_version_and_its_job_is_claimed_
 # -- 2. the monitor ------------------------------------------------------------------------
 
 FIRST_ROWS = 3_500  # three windows closed and 500 rows waiting before the kill
-# then these, read in chunks of CHUNK_ROWS: about a second's work on either database (the
-# monitor folds records with numpy since schema 3: four times the rows it needed before)
-MORE_ROWS = {"sqlite": 240_000, "postgresql": 120_000}
+# then these, in records of RECORD_ROWS as the service writes them, all committed at once and
+# read a record a chunk (CHUNK_ROWS is less than a record): a few hundred stored chunks a pass
+MORE_ROWS = {"sqlite": 60_000, "postgresql": 60_000}
+RECORD_ROWS = 250
 CHUNK_ROWS = 200
 WINDOW_ROWS = 1_000
 
@@ -312,8 +314,14 @@ def log_traffic(
                 "latency_ms": 1.0,
             }
         )
+    # one transaction of many records: a monitor already running sees them all at once
+    writer = Writer(db.backend)
+    with db.engine.begin() as conn:
+        written = sum(
+            writer.write(conn, out[i : i + RECORD_ROWS]) for i in range(0, rows, RECORD_ROWS)
+        )
+    assert written == rows
     log = PredictionLog(db)
-    assert log.write(out) == rows
     if not labelled:
         return
     truth = frame[synthetic.TARGET].tolist()
