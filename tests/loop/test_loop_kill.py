@@ -272,8 +272,8 @@ def test_a_trainer_killed_mid_training_leaves_no_version_and_its_job_is_claimed_
 
 FIRST_ROWS = 3_500  # three windows closed and 500 rows waiting before the kill
 # then these, in records of RECORD_ROWS as the service writes them, all committed at once and
-# read a record a chunk (CHUNK_ROWS is less than a record): a few hundred stored chunks a pass
-MORE_ROWS = {"sqlite": 60_000, "postgresql": 60_000}
+# read a record a chunk (CHUNK_ROWS is less than a record): a few hundred chunks a pass
+MORE_ROWS = 60_000
 RECORD_ROWS = 250
 CHUNK_ROWS = 200
 WINDOW_ROWS = 1_000
@@ -428,9 +428,8 @@ def test_a_monitor_killed_mid_ingestion_resumes_from_its_watermark_without_doubl
             return stored(db)["logged"] == FIRST_ROWS
 
         wait_for(caught_up, 60, "the first monitor to read the first rows", every=0.05)
-        more = MORE_ROWS[db.engine.dialect.name]
-        log_traffic(registry, db, more, seed=2, start=FIRST_ROWS, labelled=False)
-        total = FIRST_ROWS + more
+        log_traffic(registry, db, MORE_ROWS, seed=2, start=FIRST_ROWS, labelled=False)
+        total = FIRST_ROWS + MORE_ROWS
 
         with db.engine.connect() as conn:
             last_seq = conn.execute(
