@@ -40,7 +40,7 @@ def _json_field(name: str, values: Sequence[Any]) -> tuple[pa.Field, pa.Array]:
     )
 
 
-def _column(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
+def column(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
     kinds = set(map(type, values))
     kinds.discard(_NONE)
     if kinds <= {float}:
@@ -53,7 +53,8 @@ def _column(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
     return _json_field(name, values)
 
 
-def _floats(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
+def floats(name: str, values: Any) -> tuple[pa.Field, pa.Array]:
+    """Floats (a list or an array) as float32 when that loses nothing, else float64."""
     wide = np.asarray(values, dtype=np.float64)
     narrow = wide.astype(np.float32)
     if np.array_equal(narrow.astype(np.float64), wide, equal_nan=True):
@@ -80,7 +81,7 @@ def _features(rows: Sequence[Any]) -> list[tuple[pa.Field, pa.Array]]:
     if not names or not _same_keys(feats, names):
         return [_json_field("features", feats)]
     return [
-        _column(FEATURE + k, values)
+        column(FEATURE + k, values)
         for k, values in zip(names, _transposed(feats, names), strict=True)
     ]
 
@@ -92,18 +93,18 @@ def _outputs(rows: Sequence[Any]) -> list[tuple[pa.Field, pa.Array]]:
     if keys == {"value"} and _same_keys(outs, keys):
         values = list(map(operator.itemgetter("value"), outs))
         if set(map(type, values)) == {float}:
-            return [_floats("value", values)]
+            return [floats("value", values)]
     elif keys == {"label", "probabilities"} and _same_keys(outs, keys):
         labels = list(map(operator.itemgetter("label"), outs))
         probs = list(map(operator.itemgetter("probabilities"), outs))
         classes = probs[0].keys() if type(probs[0]) is dict else None
         kinds = set(map(type, labels))
         if classes and (kinds == {str} or kinds == {int}) and _same_keys(probs, classes):
-            columns = [_column("label", labels)]
+            columns = [column("label", labels)]
             for k, values in zip(classes, _transposed(probs, classes), strict=True):
                 if set(map(type, values)) != {float}:
                     return [_json_field("output", outs)]
-                columns.append(_floats(PROBABILITY + k, values))
+                columns.append(floats(PROBABILITY + k, values))
             if not pa.types.is_binary(columns[0][0].type):
                 return columns
     return [_json_field("output", outs)]
@@ -131,6 +132,11 @@ def encode(
     columns.append((pa.field("latency_ms", pa.float32()), latency))
     columns += _features(rows)
     columns += _outputs(rows)
+    return stream(columns)
+
+
+def stream(columns: Sequence[tuple[pa.Field, pa.Array]]) -> bytes:
+    """A record's bytes: `columns` as one batch of an Arrow IPC stream."""
     schema = pa.schema([f for f, _ in columns])
     batch = pa.RecordBatch.from_arrays([a for _, a in columns], schema=schema)
     sink = pa.BufferOutputStream()

@@ -10,8 +10,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 from modelloop.store.errors import RowsRejected
 from modelloop.store.log import feedback, lookup, reader
 from modelloop.store.log.batch import Batch
+from modelloop.store.log.chunk import Entry
 from modelloop.store.log.export import export_tables
-from modelloop.store.log.rows import LabelCheck, LogRow
+from modelloop.store.log.rows import LabelCheck
 from modelloop.store.log.writer import Writer
 from modelloop.store.schema import prediction_batches
 
@@ -40,12 +41,12 @@ class PredictionLog:
             ),
         )
 
-    def write(self, rows: Sequence[LogRow], *, fresh: bool = False) -> int:
-        """Commit a batch in one transaction; rows already logged are skipped (replays are
-        safe). `fresh`: the rows were never sent to the database before (a batch's first
-        attempt), so none can be logged yet and the look for them is skipped. Returns the rows
-        inserted. Raises RowsRejected when a value in the batch cannot be stored; any other
-        error says nothing about the rows."""
+    def write(self, rows: Sequence[Entry], *, fresh: bool = False) -> int:
+        """Commit a batch of rows and chunks (store/log/chunk.py) in one transaction; rows
+        already logged are skipped (replays are safe). `fresh`: the rows were never sent to
+        the database before (a batch's first attempt), so none can be logged yet and the look
+        for them is skipped. Returns the rows inserted. Raises RowsRejected when a value in
+        the batch cannot be stored; any other error says nothing about the rows."""
         if not rows:
             return 0
         try:

@@ -1,4 +1,7 @@
-"""Writing the log: a batch of rows becomes one record per (model, version, token).
+"""Writing the log: a batch of rows and chunks becomes one record per (model, version, token).
+
+Chunks (store/log/chunk.py) of a token no row of the batch shares are encoded column by
+column; any other chunk is written as its rows.
 
 Generated rows (ids.locate) go under their own token and row numbers; rows a record of the
 token already holds are dropped (a replayed write inserts nothing, a regrouped one only its new
@@ -16,7 +19,8 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from modelloop.store.errors import RowsRejected
-from modelloop.store.log import encoding, ids
+from modelloop.store.log import chunk, encoding, ids
+from modelloop.store.log.chunk import Chunk, Encoded, Entry
 from modelloop.store.log.rows import LogRow
 from modelloop.store.schema import prediction_batches, prediction_ids
 
@@ -36,8 +40,7 @@ class Group:
     tags: list[bytes] = field(default_factory=list)
 
 
-def _check(row: LogRow) -> None:
-    model, version = row["model"], row["version"]
+def _check(model: object, version: object) -> None:
     if type(model) is not str or not 0 < len(model) <= MAX_MODEL or "\x00" in model:
         raise RowsRejected(f"model name {model!r:.80} cannot be stored")
     if type(version) is not int or not _INT32[0] <= version < _INT32[1]:
@@ -91,7 +94,7 @@ def group(rows: Sequence[LogRow]) -> list[Group]:
         key = (row["model"], row["version"], None if where is None else where[0].token)
         g = groups.get(key)
         if g is None:
-            _check(row)
+            _check(row["model"], row["version"])
             g = groups[key] = Group(*key)
         if where is None:
             if not 0 < len(pid) <= MAX_ID or "\x00" in pid:
@@ -147,9 +150,31 @@ class Writer:
             self._ids[n] = sql
         return sql
 
-    def write(self, conn: Connection, rows: Sequence[LogRow], fresh: bool = False) -> int:
+    def write(self, conn: Connection, entries: Sequence[Entry], fresh: bool = False) -> int:
+        rows: list[LogRow] = []
+        chunks: dict[tuple[str, int, str], list[Chunk]] = {}
+        for e in entries:
+            if type(e) is Chunk:
+                chunks.setdefault((e.model, e.version, e.token), []).append(e)
+            else:
+                rows.append(e)  # type: ignore[arg-type]
+        groups = group(rows)
+        tokens = {g.token for g in groups}
         inserted = 0
-        for g in group(rows):
+        as_rows: list[LogRow] = []
+        for (model, version, token), some in chunks.items():
+            # A chunk that was sent before may be logged already (rows skip what is), and a
+            # record of rows and one of chunks under one token would interleave their spans.
+            encoded = None if not fresh or token in tokens else chunk.encode(some)
+            if encoded is None:
+                as_rows += chunk.log_rows(some)
+                continue
+            _check(model, version)
+            if self.insert_record(conn, model, version, token, encoded):
+                inserted += encoded.rows
+        if as_rows:
+            groups = group(as_rows + rows)
+        for g in groups:
             if g.token is None:
                 inserted += self._write_caller(conn, g)
             else:
@@ -177,7 +202,9 @@ class Writer:
             g.tags = [g.tags[n] for n in keep]
         data = encoding.encode(g.rows, g.numbers, g.firsts, g.tags)
         keys = encoding.keys(g.numbers, g.tags)
-        if self.insert_record(conn, g.model, g.version, g.token, g.rows, g.numbers, data, keys):
+        if self.insert_record(
+            conn, g.model, g.version, g.token, _encoded(g.rows, g.numbers, data, keys)
+        ):
             return len(g.rows)
         return 0
 
@@ -224,23 +251,14 @@ class Writer:
         kept = [rows[n] for n in keep]
         if len(keep) < len(rows):  # ids logged before: their rows go
             data = encoding.encode(kept, keep, ids=[pids[n] for n in keep])
-        self.insert_record(conn, g.model, g.version, token, kept, keep, data)
+        self.insert_record(conn, g.model, g.version, token, _encoded(kept, keep, data))
         return len(kept)
 
     def insert_record(
-        self,
-        conn: Connection,
-        model: str,
-        version: int,
-        token: str,
-        rows: Sequence[LogRow],
-        numbers: Sequence[int],
-        data: bytes,
-        keys: bytes = b"",
+        self, conn: Connection, model: str, version: int, token: str, record: Encoded
     ) -> int | None:
         """Insert one record: its seq, or None if a record of this token and first row is
         there already."""
-        times = [r["ts"] for r in rows]
         c = prediction_batches.c
         statement = (
             _insert(self.dialect, prediction_batches)
@@ -248,16 +266,23 @@ class Writer:
                 model=model,
                 version=version,
                 token=token,
-                first_row=min(numbers),
-                last_row=max(numbers),
-                rows=len(rows),
-                ts_min=min(times),
-                ts_max=max(times),
-                row_tags=keys,
-                data=data,
+                first_row=record.first_row,
+                last_row=record.last_row,
+                rows=record.rows,
+                ts_min=record.ts_min,
+                ts_max=record.ts_max,
+                row_tags=record.keys,
+                data=record.data,
             )
             .on_conflict_do_nothing(index_elements=[c.token, c.first_row])
             .returning(c.seq)
         )
         seq = conn.execute(statement).scalar()
         return None if seq is None else int(seq)
+
+
+def _encoded(
+    rows: Sequence[LogRow], numbers: Sequence[int], data: bytes, keys: bytes = b""
+) -> Encoded:
+    times = [r["ts"] for r in rows]
+    return Encoded(data, keys, min(numbers), max(numbers), len(rows), min(times), max(times))
