@@ -8,7 +8,10 @@ records of generated ids (1-row requests). Figures:
 - database bytes per row on a real SQLite file after VACUUM (page_count * page_size / rows);
 - decode rows/s of batches_since (records to numpy Batches, SQL read included);
 - add_feedback of 10,000 generated ids, ms;
-- labelled() joining 100,000 labels to the log, s.
+- labelled() joining 100,000 labels to the log, s;
+- the log writer thread's cost per row (`PredictionLog.write` of one flush, SQLite), the same
+  predictions handed over as log rows and as chunks, for 256-row and 1-row requests,
+  interleaved, as a ratio.
 """
 
 import argparse
@@ -21,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from modelloop.store.database import open_database
-from modelloop.store.log import LogRow, PredictionLog, encoding, ids
+from modelloop.store.log import Chunk, LogRow, PredictionLog, encoding, ids
 
 FEATURES = [f"f{i}" for i in range(9)]
 RECORD = 250
@@ -83,6 +86,60 @@ def encode_figures(rng: np.random.Generator) -> None:
     encoding._WRITE = pa.ipc.IpcWriteOptions(compression=encoding.COMPRESSION)
 
 
+def make_chunks(
+    n: int, per_request: int, token: str, start: int, rng: np.random.Generator
+) -> list[Chunk]:
+    """`n` predictions as the service hands them over: requests of `per_request` rows."""
+    out = []
+    for first in range(start, start + n, per_request):
+        x = rng.normal(size=(len(FEATURES), per_request))
+        p = rng.random(per_request).astype(np.float32)
+        tag = os.urandom(8)
+        out.append(
+            Chunk(
+                "m",
+                1,
+                token,
+                first,
+                tag,
+                ids.request_id(token, first, ids.tag_of(tag)),
+                1_700_000_000.0 + first * 0.001,
+                0.8,
+                FEATURES,
+                x.tolist(),
+                ["yes" if v > 0.5 else "no" for v in p.tolist()],
+                np.stack([1 - p, p], axis=1).tolist(),
+                ["no", "yes"],
+            )
+        )
+    return out
+
+
+def writer_figures(rng: np.random.Generator, flushes: int = 200) -> None:
+    folder = tempfile.mkdtemp(prefix="log_bench_writer_")
+    db = open_database(f"sqlite:///{os.path.join(folder, 'log.db')}")
+    log = PredictionLog(db)
+    token, start = ids.new_token(), 0
+    for per_request in (256, 1):
+        flush = 256 if per_request == 256 else RECORD
+        cost = {"rows": 0.0, "chunks": 0.0}
+        for _ in range(flushes):
+            for kind in ("rows", "chunks"):
+                chunks = make_chunks(flush, per_request, token, start, rng)
+                start += flush
+                batch = chunks if kind == "chunks" else [r for c in chunks for r in c.log_rows()]
+                t = time.perf_counter()
+                log.write(batch, fresh=True)
+                cost[kind] += time.perf_counter() - t
+        per_row = {k: v / (flushes * flush) * 1e6 for k, v in cost.items()}
+        print(
+            f"writer, {per_request}-row requests: rows {per_row['rows']:.2f} us/row, "
+            f"chunks {per_row['chunks']:.2f} us/row "
+            f"(chunks / rows {per_row['chunks'] / per_row['rows']:.2f})"
+        )
+    db.dispose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -90,8 +147,12 @@ def main() -> None:
         "--pg", default=None, help="a PostgreSQL database of its own (its tables are made there)"
     )
     ap.add_argument("--caller-ids", action="store_true", help="ids of schema 2's form")
+    ap.add_argument("--writer", action="store_true", help="only the writer's rows/chunks figures")
     a = ap.parse_args()
     rng = np.random.default_rng(1)
+    writer_figures(rng)
+    if a.writer:
+        return
     encode_figures(rng)
 
     folder = tempfile.mkdtemp(prefix="log_bench_")

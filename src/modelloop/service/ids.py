@@ -10,6 +10,7 @@ as `<id>:<row>`) and feedback.
 """
 
 import os
+from typing import NamedTuple
 
 from modelloop.service.errors import Unprocessable
 from modelloop.store.log import ids as log_ids
@@ -19,6 +20,15 @@ GENERATED = log_ids.GENERATED  # the first character of every generated id, and 
 
 
 POOL_TAGS = 512  # tags drawn per urandom call
+
+
+class Block(NamedTuple):
+    """A request's generated ids: its rows are numbered `first`.. under `token`."""
+
+    token: str
+    first: int
+    tag: bytes  # the tag's 8 bytes
+    id: str
 
 
 class IdMaker:
@@ -35,26 +45,35 @@ class IdMaker:
         self._pool = b""
         self._at = 0
 
-    def _tag(self) -> str:
+    def _tag(self) -> bytes:
         if self._at >= len(self._pool):
             self._pool, self._at = os.urandom(8 * POOL_TAGS), 0
         at = self._at
         self._at = at + 8
-        return log_ids.tag_of(self._pool[at : at + 8])
+        return self._pool[at : at + 8]
 
-    def request(self, n: int) -> str:
-        """The id of a request of `n` rows (the OIP `id`); its rows are `<id>:<row>`."""
+    def block(self, n: int) -> Block:
+        """The ids of a request of `n` rows: `block.id` (the OIP `id`), its rows `<id>:<row>`."""
         if self._next + n > log_ids.TOKEN_ROWS:
             self._token, self._next = log_ids.new_token(), 0
-        rid = log_ids.request_id(self._token, self._next, self._tag())
+        tag = self._tag()
+        first = self._next
         self._next += n
-        return rid
+        return Block(
+            self._token, first, tag, log_ids.request_id(self._token, first, log_ids.tag_of(tag))
+        )
+
+    def request(self, n: int) -> str:
+        return self.block(n).id
 
     def take(self, n: int) -> list[str]:
-        rid = self.request(n)
-        if n == 1:  # the common case, without a comprehension
-            return [rid + ":0"]
-        return [f"{rid}:{i}" for i in range(n)]
+        return row_ids(self.request(n), n)
+
+
+def row_ids(rid: str, n: int) -> list[str]:
+    if n == 1:  # the common case, without a comprehension
+        return [rid + ":0"]
+    return [f"{rid}:{i}" for i in range(n)]
 
 
 def check_prediction_id(

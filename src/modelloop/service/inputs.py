@@ -39,8 +39,11 @@ class InputSchema:
             + ", ".join(self.names)
         )
 
-    def columns(self, instances: list[Any]) -> list[list[Any]]:
-        """One list per feature, in graph order; raise Unprocessable naming the first problem."""
+    def columns(self, instances: list[Any]) -> tuple[list[list[Any]], bool]:
+        """One list per feature, in graph order, and whether they hold the values as sent
+        (but for NaN, which stands for null in a numeric column); raise Unprocessable naming
+        the first problem."""
+        exact = True
         cols: list[list[Any]] = [[] for _ in self.names]
         pairs = list(zip(self.names, self.numeric, cols, strict=True))
         for index, instance in enumerate(instances):
@@ -77,15 +80,18 @@ class InputSchema:
                         col.append(value)
                     elif value is None:
                         col.append("")
+                        exact = False
                     elif type(value) is int:
                         col.append(str(value))
+                        exact = False
                     elif type(value) is float and value.is_integer():
                         # JSON Schema's integer includes 2.0; orjson reads a JSON integer
                         # past 64 bits as a float too
                         col.append(str(int(value)))
+                        exact = False
                     else:
                         raise Unprocessable(
                             f"instance {index}: feature {name!r} must be a string or null, got "
                             f"{type(value).__name__}"
                         )
-        return cols
+        return cols, exact

@@ -1,5 +1,9 @@
 """The prediction log writer: requests enqueue rows, a background thread commits them in batches.
 
+A request hands over its rows as log rows (caller ids) or as one chunk of columns (generated
+ids, store/log/chunk.py); the spool and the quarantine take rows, so a chunk that goes there
+goes as its rows.
+
 A row is kept until it is somewhere durable: in memory (bounded in rows and in estimated
 bytes), then in the database or, while the database is away, in the spool on local disk, which
 is replayed once the database answers again. Rows the database refuses are set aside in the
@@ -27,7 +31,8 @@ from modelloop.service.logtarget import Health, Target
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.salvage import DatabaseAway, Replayer, describe, write_salvaging
 from modelloop.service.spool import Spool
-from modelloop.store.log import LogRow, PredictionLog
+from modelloop.store.log import Chunk, Entry, LogRow, PredictionLog
+from modelloop.store.log.chunk import log_rows
 
 log = logging.getLogger("modelloop.service.log")
 
@@ -70,8 +75,9 @@ class LogWriter:
         self._disk = self._health.disk
         self._aside = Target(metrics.log_writer_errors.labels("quarantine"))
         self._bug = Target(metrics.log_writer_errors.labels("internal"), base=0.05)
-        self._chunks: collections.deque[tuple[list[LogRow], int]] = collections.deque()
-        self._pending: list[LogRow] = []  # taken from the queue, not yet kept anywhere
+        self._queue: collections.deque[tuple[list[LogRow] | Chunk, int]] = collections.deque()
+        self._pending: list[Entry] = []  # taken from the queue, not yet kept anywhere
+        self._pending_rows = 0
         self._sent = False  # _pending was sent to the database before (its commit may hold)
         self._pending_bytes = 0
         self._held: list[LogRow] = []  # refused by the database, not yet quarantined
@@ -118,9 +124,9 @@ class LogWriter:
 
     # -- the event loop's side ---------------------------------------------------------------
 
-    async def put(self, rows: list[LogRow], body_bytes: int) -> None:
-        """Enqueue rows (`body_bytes`: the size of the request they came from); wait while
-        the queue is full, at most `wait_seconds`. Raises Unavailable (503)."""
+    async def put(self, rows: list[LogRow] | Chunk, body_bytes: int) -> None:
+        """Enqueue a request's rows, or its chunk (`body_bytes`: the size of the request);
+        wait while the queue is full, at most `wait_seconds`. Raises Unavailable (503)."""
         n = len(rows)
         size = n * ROW_BYTES + body_bytes * BODY_FACTOR
         depth = self._enqueued - self._written
@@ -131,7 +137,7 @@ class LogWriter:
             await self._wait_for_room(n, size)
         self._enqueued += n
         self._bytes_in += size
-        self._chunks.append((rows, size))
+        self._queue.append((rows, size))
         if self._enqueued - self._taken >= self.batch_rows and self.healthy:
             self._wake.set()
 
@@ -258,7 +264,7 @@ class LogWriter:
         return stopping and self._finished()
 
     def _timeout(self) -> float:
-        if self._stop.is_set() and not (self._pending or self._chunks or self._held):
+        if self._stop.is_set() and not (self._pending or self._queue or self._held):
             return 0.0
         now = time.monotonic()
         failing = [t.next_try - now for t in (self._db, self._disk, self._aside) if t.failing]
@@ -266,37 +272,43 @@ class LogWriter:
             return max(0.01, min(failing, default=self.flush_seconds))
         return max(0.01, min([self.flush_seconds, *failing]))
 
-    def _take(self) -> tuple[list[LogRow], int]:
+    def _take(self) -> tuple[list[Entry], int, int]:
         """Up to `batch_rows` rows when the writer keeps up (short commits, short GIL holds);
-        when a backlog builds, larger commits (up to 16x) cost less per row."""
+        when a backlog builds, larger commits (up to 16x) cost less per row. The entries,
+        their rows and their bytes."""
         queued = self._enqueued - self._taken
         limit = self.batch_rows * 16 if queued > self.batch_rows * 2 else self.batch_rows
-        batch: list[LogRow] = []
-        size = 0
-        popleft = self._chunks.popleft
-        while self._chunks and len(batch) < limit:
+        batch: list[Entry] = []
+        n = size = 0
+        popleft = self._queue.popleft
+        while self._queue and n < limit:
             rows, nbytes = popleft()
-            batch += rows
+            if isinstance(rows, Chunk):
+                batch.append(rows)
+            else:
+                batch += rows
+            n += len(rows)
             size += nbytes
-        self._taken += len(batch)
-        return batch, size
+        self._taken += n
+        return batch, n, size
 
     def _flush(self) -> None:
         if self._held and self._aside.due(time.monotonic()):
             self._set_aside([], self._held_error)
-        while self._pending or self._chunks:
+        while self._pending or self._queue:
             if not self._pending:
-                self._pending, self._pending_bytes = self._take()
+                self._pending, self._pending_rows, self._pending_bytes = self._take()
                 self._sent = False
-            if not self._keep(self._pending):
+            if not self._keep(self._pending, self._pending_rows):
                 return
-            self._written += len(self._pending)
+            self._written += self._pending_rows
             self._bytes_out += self._pending_bytes
-            self._pending, self._pending_bytes = [], 0
+            self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
             self._post(self._notify)
 
-    def _keep(self, batch: list[LogRow]) -> bool:
-        """Put a batch in the database, else in the spool; False if neither took it."""
+    def _keep(self, batch: list[Entry], rows: int) -> bool:
+        """Put a batch (of `rows` rows) in the database, else in the spool; False if neither
+        took it."""
         now = time.monotonic()
         if self._db.due(now) and (not self._db.failing or self._probe_db()):
             try:
@@ -309,19 +321,19 @@ class LogWriter:
             else:
                 self._db_ok()
                 self.metrics.log_rows_written.inc(salvaged.inserted)
-                self.committed += len(batch) - len(salvaged.bad)
+                self.committed += rows - len(salvaged.bad)
                 if salvaged.bad:
                     self._set_aside(salvaged.bad, salvaged.error)
                 return True
         if self._disk.due(now):
             try:
-                self.spool.add(batch)
+                self.spool.add(log_rows(batch))
             except Exception as e:
                 self._health.disk_failed(describe(e))
             else:
                 self._health.disk_ok()
-                self.spooled += len(batch)
-                self.metrics.log_rows_spooled.inc(len(batch))
+                self.spooled += rows
+                self.metrics.log_rows_spooled.inc(rows)
                 self._next_replay = max(self._next_replay, now + self.retry_seconds)
                 return True
         return False
@@ -398,7 +410,7 @@ class LogWriter:
 
     def _finished(self) -> bool:
         """While draining: True once every row is kept, or the drain's time is up."""
-        if not (self._pending or self._chunks or self._held):
+        if not (self._pending or self._queue or self._held):
             return True
         if time.monotonic() < self._drain_deadline:
             return False

@@ -7,6 +7,7 @@ handled the same way whichever way it came in.
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -15,12 +16,12 @@ import orjson
 from modelloop.service import oip
 from modelloop.service.body import ascii_digits, parse_json
 from modelloop.service.errors import NotFound, PayloadTooLarge, ServiceError, Unprocessable
-from modelloop.service.ids import check_prediction_id
+from modelloop.service.ids import Block, check_prediction_id, row_ids
 from modelloop.service.models import Slot
 from modelloop.service.served import Outputs, ServedModel
 from modelloop.service.state import Service
 from modelloop.service.versions import parse_version, shown
-from modelloop.store.log import LogRow
+from modelloop.store.log import Chunk, LogRow
 
 JSON = "application/json"
 
@@ -160,6 +161,45 @@ def _respond(done: Inferred) -> Reply:
     )
 
 
+def _chunk(
+    served: ServedModel,
+    block: Block,
+    now: float,
+    latency: float,
+    columns: list[list[Any]],
+    outputs: Outputs,
+) -> Chunk:
+    """A request's predictions under generated ids, for the log (`columns`: as sent)."""
+    return Chunk(
+        served.name,
+        served.version,
+        block.token,
+        block.first,
+        block.tag,
+        block.id,
+        now,
+        latency,
+        served.schema.names,
+        columns,
+        outputs.labels,
+        outputs.probabilities,
+        served.class_keys,
+    )
+
+
+def _rows(
+    served: ServedModel,
+    rid: str,
+    now: float,
+    latency: float,
+    columns: list[list[Any]],
+    outputs: Outputs,
+) -> list[LogRow]:
+    """A request's predictions under the caller's id `rid` as log rows (a NaN logged as null)."""
+    block = Block("", 0, b"", rid)
+    return _chunk(served, block, now, latency, columns, outputs).log_rows()
+
+
 class Predictor:
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -192,29 +232,35 @@ class Predictor:
             slot = await self.slot(model, version, v1=True)
             served = slot.served
             version_label = served.version_label
-            columns = served.schema.columns(instances)
+            columns, exact = served.schema.columns(instances)
             n = len(instances)
             outputs = await slot.batcher.predict(columns, n)
-            if ids is None:
-                ids = self.service.ids.take(n)
             now = time.time()
             latency = (time.perf_counter() - start) * 1000.0
             formatted = served.format(outputs)
             name, number = served.name, served.version
-            rows: list[LogRow] = [
-                {
-                    "id": pid,
-                    "ts": now,
-                    "model": name,
-                    "version": number,
-                    "features": instance,
-                    "output": out,
-                    "latency_ms": latency,
-                }
-                for pid, instance, out in zip(ids, instances, formatted, strict=True)
-            ]
+            entry: list[LogRow] | Chunk
+            if ids is None:
+                block = self.service.ids.block(n)
+                ids = row_ids(block.id, n)
+                if not exact:  # the values as sent, not as the graph takes them
+                    columns = [list(map(itemgetter(f), instances)) for f in served.schema.names]
+                entry = _chunk(served, block, now, latency, columns, outputs)
+            else:
+                entry = [
+                    {
+                        "id": pid,
+                        "ts": now,
+                        "model": name,
+                        "version": number,
+                        "features": instance,
+                        "output": out,
+                        "latency_ms": latency,
+                    }
+                    for pid, instance, out in zip(ids, instances, formatted, strict=True)
+                ]
             preds = [{"id": pid, **out} for pid, out in zip(ids, formatted, strict=True)]
-            await self.service.log.put(rows, len(raw))
+            await self.service.log.put(entry, len(raw))
             if self.durable:
                 await self.service.log.written()
             code = 200
@@ -260,31 +306,19 @@ class Predictor:
             version_label = served.version_label
             columns = _columns(served, req)
             outputs = await slot.batcher.predict(columns, req.rows)
-            rid = req.id or self.service.ids.request(req.rows)
-            ids = [f"{rid}:{i}" for i in range(req.rows)]
             now = time.time()
             latency = (time.perf_counter() - start) * 1000.0
-            names = served.schema.names
-            formatted = served.format(outputs)
-            rows: list[LogRow] = []
-            for i in range(req.rows):
-                feats = {
-                    n: (None if isinstance(c[i], float) and c[i] != c[i] else c[i])
-                    for n, c in zip(names, columns, strict=True)
-                }
-                rows.append(
-                    {
-                        "id": ids[i],
-                        "ts": now,
-                        "model": served.name,
-                        "version": served.version,
-                        "features": feats,
-                        "output": formatted[i],
-                        "latency_ms": latency,
-                    }
-                )
+            entry: list[LogRow] | Chunk
+            if req.id is None:
+                block = self.service.ids.block(req.rows)
+                rid = block.id
+                entry = _chunk(served, block, now, latency, columns, outputs)
+            else:
+                rid = req.id
+                entry = _rows(served, rid, now, latency, columns, outputs)
+            ids = row_ids(rid, req.rows)
             tensors = _select(_tensors(served, outputs, req.rows), req.outputs)
-            await self.service.log.put(rows, size)
+            await self.service.log.put(entry, size)
             if self.durable:
                 await self.service.log.written()
             code = 200

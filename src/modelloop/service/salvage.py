@@ -18,7 +18,8 @@ from pathlib import Path
 from modelloop.service.metrics import ServiceMetrics
 from modelloop.service.spool import Spool
 from modelloop.store.errors import RowsRejected
-from modelloop.store.log import LogRow, PredictionLog
+from modelloop.store.log import Entry, LogRow, PredictionLog
+from modelloop.store.log.chunk import log_rows
 
 log = logging.getLogger("modelloop.service.log")
 
@@ -52,10 +53,11 @@ class Salvaged:
     error: str = ""  # the first error about a bad row
 
 
-def write_salvaging(sink: PredictionLog, rows: Sequence[LogRow], fresh: bool = False) -> Salvaged:
-    """Write rows; when some are bad, write all the others. Raises DatabaseAway. `fresh`:
-    never sent before (PredictionLog.write); after a refusal (rolled back) still so, after
-    any other error perhaps not (a commit whose answer was lost)."""
+def write_salvaging(sink: PredictionLog, rows: Sequence[Entry], fresh: bool = False) -> Salvaged:
+    """Write rows (and chunks); when some are bad, write all the others (a chunk's as its
+    rows). Raises DatabaseAway. `fresh`: never sent before (PredictionLog.write); after a
+    refusal (rolled back) still so, after any other error perhaps not (a commit whose answer
+    was lost)."""
     try:
         return Salvaged(sink.write(rows, fresh=fresh))
     except RowsRejected as e:
@@ -65,7 +67,7 @@ def write_salvaging(sink: PredictionLog, rows: Sequence[LogRow], fresh: bool = F
             raise DatabaseAway(describe(e), answers=False) from e
         first = e
         fresh = False
-    return _bisect(sink, rows, first, fresh)
+    return _bisect(sink, log_rows(rows), first, fresh)
 
 
 def _bisect(sink: PredictionLog, rows: Sequence[LogRow], first: Exception, fresh: bool) -> Salvaged:
