@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from modelloop.store.errors import RowsRejected
 from modelloop.store.log import chunk, encoding, ids
@@ -114,8 +113,18 @@ def group(rows: Sequence[LogRow]) -> list[Group]:
     return list(groups.values())
 
 
-def _insert(dialect: Any, table: Any) -> Any:
-    return dialect.insert(table)
+RECORD_COLUMNS = (
+    "model",
+    "version",
+    "token",
+    "first_row",
+    "last_row",
+    "rows",
+    "ts_min",
+    "ts_max",
+    "row_tags",
+    "data",
+)
 
 
 # Ids per INSERT: every row count is its own SQL text, prepared and kept by SQLite's driver
@@ -132,9 +141,15 @@ def _statement_rows(n: int) -> Iterator[int]:
 
 class Writer:
     def __init__(self, backend: str) -> None:
-        self.dialect = postgresql if backend == "postgresql" else sqlite
         self._mark = "%s" if backend == "postgresql" else "?"
         self._ids: dict[int, str] = {}
+        # the driver's own SQL, written once: SQLAlchemy building an INSERT per record cost
+        # ~0.3 ms, a third of a 1-row durable write
+        self._record_sql = (
+            f"INSERT INTO {prediction_batches.name} ({', '.join(RECORD_COLUMNS)}) VALUES "
+            f"({', '.join([self._mark] * len(RECORD_COLUMNS))}) "
+            "ON CONFLICT (token, first_row) DO NOTHING RETURNING seq"
+        )
 
     def _ids_statement(self, n: int) -> str:
         """INSERT of `n` caller ids, skipping logged ones, returning those it inserted (the
@@ -259,25 +274,19 @@ class Writer:
     ) -> int | None:
         """Insert one record: its seq, or None if a record of this token and first row is
         there already."""
-        c = prediction_batches.c
-        statement = (
-            _insert(self.dialect, prediction_batches)
-            .values(
-                model=model,
-                version=version,
-                token=token,
-                first_row=record.first_row,
-                last_row=record.last_row,
-                rows=record.rows,
-                ts_min=record.ts_min,
-                ts_max=record.ts_max,
-                row_tags=record.keys,
-                data=record.data,
-            )
-            .on_conflict_do_nothing(index_elements=[c.token, c.first_row])
-            .returning(c.seq)
+        params = (
+            model,
+            version,
+            token,
+            record.first_row,
+            record.last_row,
+            record.rows,
+            record.ts_min,
+            record.ts_max,
+            record.keys,
+            record.data,
         )
-        seq = conn.execute(statement).scalar()
+        seq = conn.exec_driver_sql(self._record_sql, params).scalar()
         return None if seq is None else int(seq)
 
 
