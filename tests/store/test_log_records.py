@@ -234,6 +234,18 @@ def test_a_generated_id_matches_only_with_its_tag_and_row(db: Database) -> None:
     assert set(labelled_by_id(log)) == set(pids[1:])
 
 
+def test_a_generated_id_naming_a_caller_record_is_unknown(db: Database) -> None:
+    # the token of a record of caller ids, spelled as a generated id: that record keeps no
+    # row keys, and the lookup answers unknown rather than failing on an empty key list
+    log = PredictionLog(db)
+    assert log.write([row("a", {"x": 1.0}, {"value": 1.0})]) == 1
+    with db.engine.connect() as conn:
+        token = conn.execute(select(prediction_batches.c.token)).scalar_one()
+    forged = f"{log_ids.request_id(token, 0, log_ids.new_tag())}:0"
+    assert log.add_feedback([(forged, 1.0), ("a", 2.0)]) == (1, [forged])
+    assert set(labelled_by_id(log)) == {"a"}
+
+
 def test_records_with_gaps_in_their_rows(db: Database) -> None:
     """Rows of a token need not be contiguous: requests of one token written out of order,
     a record of rows 0-1 and 6-7 around one of rows 2-5."""

@@ -15,7 +15,11 @@ import base64
 import binascii
 import os
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 GENERATED = "~"  # the first character of every generated id, and of no caller id
 TOKEN_CHARS = 16
@@ -92,7 +96,7 @@ class Located(NamedTuple):
 
 # A generated id in canonical spelling: no leading zeros, and a tag whose last character
 # carries no bits beyond its 8 bytes (the low 2 bits of its sextet are 0).
-_CANONICAL = re.compile(
+CANONICAL = re.compile(
     r"~([A-Za-z0-9_-]{16})\.(0|[1-9a-z][0-9a-z]{0,4})\.([A-Za-z0-9_-]{10}[AEIMQUYcgkosw048]):(0|[1-9][0-9]{0,6})"
 )
 
@@ -103,12 +107,24 @@ _STANDARD = str.maketrans("-_", "+/")  # url-safe base64 to the standard alphabe
 def locate(pid: str) -> Located | None:
     """Where a generated id's row is, if `pid` is one in the canonical spelling (the spelling
     the log gives back); any other id, `~`-led or not, is indexed like a caller's."""
-    m = _CANONICAL.fullmatch(pid)
+    m = CANONICAL.fullmatch(pid)
     if m is None:
         return None
     token, first, tag, offset = m.groups()
     raw = binascii.a2b_base64((tag + "=").translate(_STANDARD))
     return Located(token, int(first, 36), int(offset), raw)
+
+
+def tag_values(tags: Sequence[str]) -> npt.NDArray[np.uint64]:
+    """The 8 bytes of each canonical tag (as `locate` reads them), as little-endian uint64, in
+    one base64 decode: a tag and an `A` (a zero sextet) are 12 characters, 9 bytes, the last
+    one 0 (a canonical tag's last sextet ends in two zero bits)."""
+    if not tags:
+        return np.zeros(0, dtype="<u8")
+    text = "A".join(tags) + "A"
+    raw = binascii.a2b_base64(text.translate(_STANDARD))
+    nine = np.frombuffer(raw, np.uint8).reshape(len(tags), 9)
+    return np.ascontiguousarray(nine[:, :8]).view("<u8").ravel()
 
 
 def tag_text(raw: bytes) -> str:

@@ -1,7 +1,7 @@
 """Finding logged predictions by id: generated ids by their record, caller ids by their index."""
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple, TypeVar
 
 import numpy as np
@@ -31,14 +31,16 @@ def padded(values: list[T]) -> list[T]:
 
 def find(conn: Connection, pids: Iterable[str]) -> dict[str, Found]:
     """Where each logged prediction of `pids` is (ids not in the log are left out)."""
-    wanted: dict[str, list[tuple[str, int, bytes]]] = defaultdict(list)
+    wanted: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
     callers: list[str] = []
+    match = ids.CANONICAL.fullmatch
     for pid in dict.fromkeys(pids):
-        where = ids.locate(pid)
-        if where is None:
+        m = match(pid)  # ids.locate, its tag left to one decode of them all
+        if m is None:
             callers.append(pid)
         else:
-            wanted[where.token].append((pid, where.row, where.tag))
+            token, first, tag, offset = m.groups()
+            wanted[token].append((pid, int(first, 36) + int(offset), tag))
     found: dict[str, Found] = {}
     for token, asked in wanted.items():
         found.update(_generated(conn, token, asked))
@@ -47,36 +49,37 @@ def find(conn: Connection, pids: Iterable[str]) -> dict[str, Found]:
 
 
 def _generated(
-    conn: Connection, token: str, asked: list[tuple[str, int, bytes]]
-) -> Iterable[tuple[str, Found]]:
+    conn: Connection, token: str, asked: list[tuple[str, int, str]]
+) -> Iterator[tuple[str, Found]]:
     """The asked rows of one token that a record holds with the tag the id names: the keys of
     the records in the asked rows' span, matched in bulk."""
     rows = np.fromiter((row for _, row, _ in asked), dtype=np.int64, count=len(asked))
     c = prediction_batches.c
-    q = select(c.model, c.version, c.row_tags).where(
-        c.token == token, c.first_row <= int(rows.max()), c.last_row >= int(rows.min())
+    q = (
+        select(c.model, c.version, c.row_tags)
+        .where(c.token == token, c.first_row <= int(rows.max()), c.last_row >= int(rows.min()))
+        .order_by(c.first_row)
     )
-    numbers, tags, which, origin = [], [], [], []
-    for n, (model, version, raw) in enumerate(conn.execute(q)):
-        held, held_tags = encoding.read_keys(raw)
-        numbers.append(held)
-        tags.append(held_tags)
-        which.append(np.full(len(held), n, dtype=np.int64))
-        origin.append((model, version))
-    if not numbers:
+    records = conn.execute(q).all()
+    if not records:
         return
-    held = np.concatenate(numbers).astype(np.int64)
+    keys = [encoding.read_keys(raw) for _, _, raw in records]
+    held = np.concatenate([n for n, _ in keys]).astype(np.int64)
+    if not len(held):  # records of caller rows keep no keys
+        return
+    sizes = np.fromiter((len(n) for n, _ in keys), dtype=np.int64, count=len(keys))
+    # records by first row hold rows in runs already in order: a stable sort of them is ~linear
     order = np.argsort(held, kind="stable")
     held = held[order]
-    held_tags = np.concatenate(tags)[order]
-    record = np.concatenate(which)[order]
+    held_tags = np.concatenate([t for _, t in keys])[order]
+    record = np.repeat(np.arange(len(keys)), sizes)[order]
     at = np.minimum(np.searchsorted(held, rows), len(held) - 1)
-    wanted_tags = np.frombuffer(b"".join(tag for _, _, tag in asked), "<u8")
-    hit = (held[at] == rows) & (held_tags[at] == wanted_tags)
-    for (pid, row, _), ok, r in zip(asked, hit.tolist(), record[at].tolist(), strict=True):
-        if ok:
-            model, version = origin[r]
-            yield pid, Found(model, version, token, row)
+    wanted_tags = ids.tag_values([tag for _, _, tag in asked])
+    hit = np.flatnonzero((held[at] == rows) & (held_tags[at] == wanted_tags))
+    for i, r in zip(hit.tolist(), record[at[hit]].tolist(), strict=True):
+        pid, row, _ = asked[i]
+        model, version, _ = records[r]
+        yield pid, Found(model, version, token, row)
 
 
 def _callers(conn: Connection, pids: list[str]) -> dict[str, Found]:
